@@ -1,0 +1,256 @@
+import type { Readable } from "node:stream";
+import { ApiError, badRequest, conflict, insufficientStorage, notFound, unauthorized } from "./errors.js";
+import { newId } from "./ids.js";
+import { keyFromAuthorization, parseKey, secretMatches } from "./keys.js";
+import { assertRelativeName, blobKeyOf, jobBlobPrefix, parseBlobKey } from "./names.js";
+import { TERMINAL_STATUSES, type CheckpointSummary, type FileRecord, type JobRecord, type JobStatus, type ProjectRecord, type SyncStatus } from "./types.js";
+import type { MetadataStore } from "../stores/metadata/store.js";
+import { BlobIntegrityError, BlobNoSpaceError, BlobPathConflictError, type BlobStore } from "../stores/blobs/store.js";
+
+export interface ServiceLimits {
+  /** Largest page the listing returns; larger requests are clamped to it. */
+  maxPageSize: number;
+  /** Lifetime of presigned download URLs, in seconds. */
+  urlTtlSeconds: number;
+  /** New files beyond this count are refused with a 409 (replacements are always allowed). */
+  maxFilesPerJob: number;
+}
+
+export interface Caller {
+  orgId: string;
+  keyId: string;
+}
+
+export interface PresignedFile {
+  file: FileRecord;
+  url: string;
+}
+
+export interface FilePage {
+  files: PresignedFile[];
+  nextPageToken: number | null;
+  totalCount: number;
+}
+
+/**
+ * The domain: what ckpt does, with no HTTP and no SQL. Routes call it with a Caller; it
+ * enforces tenancy (by passing the caller's organisation into every store lookup), validates
+ * names, and keeps the invariant that a file is listed only once its bytes are durable.
+ */
+export class CkptService {
+  /** Serialises uploads of one (job, rank, name), so a replacement's bytes and row agree. */
+  private readonly uploadLocks = new Map<string, Promise<unknown>>();
+
+  constructor(
+    readonly metadata: MetadataStore,
+    readonly blobs: BlobStore,
+    readonly limits: ServiceLimits,
+  ) {}
+
+  /** Finishes what a crash interrupted: partial uploads and half-done deletes. */
+  async recover(): Promise<{ incompleteUploadsRemoved: number; deletesFinished: number }> {
+    const incompleteUploadsRemoved = await this.blobs.sweepIncomplete();
+    const pending = await this.metadata.jobsPendingPurge();
+    for (const { projectId, jobId } of pending) await this.purgeJob(projectId, jobId);
+    await this.metadata.purgeDeletedProjects();
+    return { incompleteUploadsRemoved, deletesFinished: pending.length };
+  }
+
+  // --- Auth -----------------------------------------------------------------------------------
+
+  /** Looks the key up on every request (no cache), so a revocation takes effect at once. */
+  async authenticate(authorization: string | undefined): Promise<Caller> {
+    const plaintext = keyFromAuthorization(authorization);
+    if (!plaintext) throw unauthorized("missing API key: send 'Authorization: Api-Key <key>'");
+    const parsed = parseKey(plaintext);
+    if (!parsed) {
+      secretMatches("x", null); // same work as a real comparison
+      throw unauthorized("invalid API key");
+    }
+    const record = await this.metadata.findApiKey(parsed.keyId);
+    const ok = secretMatches(parsed.secret, record?.secretHash ?? null);
+    if (!ok || !record || record.revokedAt) throw unauthorized("invalid API key");
+    return { orgId: record.orgId, keyId: record.keyId };
+  }
+
+  // --- Projects -------------------------------------------------------------------------------
+
+  async upsertProject(caller: Caller, name: string): Promise<{ project: ProjectRecord; latestJob: JobRecord | null }> {
+    if (name.trim() === "") throw badRequest("training_project.name must not be empty");
+    const project = await this.metadata.upsertProject(caller.orgId, name);
+    return { project, latestJob: await this.metadata.latestJob(caller.orgId, project.id) };
+  }
+
+  async listProjects(caller: Caller): Promise<{ project: ProjectRecord; latestJob: JobRecord | null }[]> {
+    const projects = await this.metadata.listProjects(caller.orgId);
+    const latest = await this.metadata.latestJobs(caller.orgId, projects.map((p) => p.id));
+    return projects.map((project) => ({ project, latestJob: latest.get(project.id) ?? null }));
+  }
+
+  async getProject(caller: Caller, projectId: string): Promise<{ project: ProjectRecord; latestJob: JobRecord | null }> {
+    const project = await this.requireProject(caller, projectId);
+    return { project, latestJob: await this.metadata.latestJob(caller.orgId, project.id) };
+  }
+
+  async deleteProject(caller: Caller, projectId: string): Promise<void> {
+    const marked = await this.metadata.markProjectDeleted(caller.orgId, projectId);
+    if (!marked) throw notFound("training project");
+    for (const jobId of marked.jobIds) await this.purgeJob(projectId, jobId);
+    await this.metadata.purgeDeletedProjects();
+  }
+
+  private async requireProject(caller: Caller, projectId: string): Promise<ProjectRecord> {
+    const project = await this.metadata.getProject(caller.orgId, projectId);
+    if (!project) throw notFound("training project");
+    return project;
+  }
+
+  // --- Jobs -----------------------------------------------------------------------------------
+
+  async createJob(
+    caller: Caller,
+    projectId: string,
+    spec: Record<string, unknown>,
+  ): Promise<{ project: ProjectRecord; job: JobRecord }> {
+    const project = await this.requireProject(caller, projectId);
+    const name = typeof spec.name === "string" ? spec.name : null;
+    const priority = typeof spec.priority === "number" ? spec.priority : 0;
+    const job = await this.metadata.createJob({ id: newId(), orgId: caller.orgId, projectId, name, spec, priority });
+    return { project, job };
+  }
+
+  async listJobs(caller: Caller, projectId: string): Promise<{ project: ProjectRecord; jobs: JobRecord[] }> {
+    const project = await this.requireProject(caller, projectId);
+    return { project, jobs: await this.metadata.listJobs(caller.orgId, projectId) };
+  }
+
+  async getJob(caller: Caller, projectId: string, jobId: string): Promise<{ project: ProjectRecord; job: JobRecord }> {
+    const project = await this.requireProject(caller, projectId);
+    const job = await this.metadata.getJob(caller.orgId, projectId, jobId);
+    if (!job) throw notFound("training job");
+    return { project, job };
+  }
+
+  /** Stopping a finished job is a no-op that answers the job as it is (Baseten does the same). */
+  async stopJob(caller: Caller, projectId: string, jobId: string): Promise<JobRecord> {
+    const { job } = await this.getJob(caller, projectId, jobId);
+    if (TERMINAL_STATUSES.has(job.status)) return job;
+    return (await this.metadata.updateJob(caller.orgId, projectId, jobId, { status: "TRAINING_JOB_STOPPED" }))!;
+  }
+
+  async updateJob(
+    caller: Caller,
+    projectId: string,
+    jobId: string,
+    change: { status?: JobStatus; errorMessage?: string | null; syncStatus?: SyncStatus | null; priority?: number },
+  ): Promise<JobRecord> {
+    await this.getJob(caller, projectId, jobId);
+    const updated = await this.metadata.updateJob(caller.orgId, projectId, jobId, change);
+    if (!updated) throw notFound("training job");
+    return updated;
+  }
+
+  /**
+   * The job disappears at once (marked deleted in one transaction); its blobs and rows are then
+   * removed. A crash in between leaves it marked, and recover() finishes the job on start-up.
+   */
+  async deleteJob(caller: Caller, projectId: string, jobId: string): Promise<void> {
+    await this.requireProject(caller, projectId);
+    if (!(await this.metadata.markJobDeleted(caller.orgId, projectId, jobId))) throw notFound("training job");
+    await this.purgeJob(projectId, jobId);
+  }
+
+  private async purgeJob(projectId: string, jobId: string): Promise<void> {
+    await this.blobs.deletePrefix(jobBlobPrefix(projectId, jobId));
+    await this.metadata.purgeJob(jobId);
+  }
+
+  // --- Files ----------------------------------------------------------------------------------
+
+  async putFile(
+    caller: Caller,
+    target: { projectId: string; jobId: string; nodeRank: number; relativeName: string },
+    body: Readable,
+    integrity: { contentLength?: number; sha256?: string },
+  ): Promise<FileRecord> {
+    assertRelativeName(target.relativeName);
+    if (integrity.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(integrity.sha256))
+      throw badRequest("x-ckpt-sha256 must be 64 lowercase hex characters");
+    await this.getJob(caller, target.projectId, target.jobId);
+    const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
+    return this.withUploadLock(key, async () => {
+      let put;
+      try {
+        put = await this.blobs.put(key, body, { expectedSize: integrity.contentLength, expectedSha256: integrity.sha256 });
+      } catch (err) {
+        if (err instanceof BlobIntegrityError) throw badRequest(err.message);
+        if (err instanceof BlobPathConflictError) throw conflict(err.message);
+        if (err instanceof BlobNoSpaceError) throw insufficientStorage(err.message);
+        throw err;
+      }
+      const committed = await this.metadata.commitFile({
+        jobId: target.jobId,
+        nodeRank: target.nodeRank,
+        relativeName: target.relativeName,
+        sizeBytes: put.sizeBytes,
+        sha256: put.sha256,
+        maxFilesPerJob: this.limits.maxFilesPerJob,
+      });
+      if (committed === "job-gone") {
+        // The job was deleted while the bytes were in flight: leave nothing behind.
+        await this.blobs.delete(key);
+        throw notFound("training job");
+      }
+      if (committed === "too-many-files") {
+        await this.blobs.delete(key);
+        throw new ApiError(409, "TOO_MANY_FILES", `a job holds at most ${this.limits.maxFilesPerJob} files`);
+      }
+      return committed;
+    });
+  }
+
+  private async withUploadLock<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.uploadLocks.get(key) ?? Promise.resolve();
+    const current = previous.catch(() => {}).then(work);
+    this.uploadLocks.set(key, current);
+    try {
+      return await current;
+    } finally {
+      if (this.uploadLocks.get(key) === current) this.uploadLocks.delete(key);
+    }
+  }
+
+  async listFiles(caller: Caller, projectId: string, jobId: string, pageToken: number, pageSize: number): Promise<FilePage> {
+    const { job } = await this.getJob(caller, projectId, jobId);
+    const limit = Math.min(pageSize, this.limits.maxPageSize);
+    const rows = await this.metadata.listFiles(jobId, pageToken, limit);
+    const now = new Date();
+    const files = rows.map((file) => ({
+      file,
+      url: this.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), this.limits.urlTtlSeconds, now),
+    }));
+    // The count read with the job may trail a commit that landed since; never report fewer
+    // files than this page proves exist.
+    const seen = pageToken + rows.length;
+    const totalCount = Math.max(job.fileCount, seen);
+    const nextPageToken = rows.length > 0 && seen < totalCount ? seen : null;
+    return { files, nextPageToken, totalCount };
+  }
+
+  async listCheckpoints(caller: Caller, projectId: string, jobId: string): Promise<{ job: JobRecord; project: ProjectRecord; checkpoints: CheckpointSummary[] }> {
+    const { job, project } = await this.getJob(caller, projectId, jobId);
+    return { job, project, checkpoints: await this.metadata.summarizeCheckpoints(jobId) };
+  }
+
+  /**
+   * For the presigned download route: the file behind a blob key, if it is still listed. The URL
+   * signature was already checked; this makes a deleted file (or job) a 404 even if bytes linger.
+   */
+  async fileForBlobKey(key: string): Promise<FileRecord | null> {
+    const parsed = parseBlobKey(key);
+    if (!parsed) return null;
+    const file = await this.metadata.getFile(parsed.jobId, parsed.nodeRank, parsed.relativeName);
+    return file;
+  }
+}
+

@@ -1,0 +1,80 @@
+/** Domain records, named after the API objects they become (not after tables). */
+
+export const JOB_STATUSES = [
+  "TRAINING_JOB_CREATED",
+  "TRAINING_JOB_DEPLOYING",
+  "TRAINING_JOB_RUNNING",
+  "TRAINING_JOB_COMPLETED",
+  "TRAINING_JOB_FAILED",
+  "TRAINING_JOB_STOPPED",
+] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  "TRAINING_JOB_COMPLETED",
+  "TRAINING_JOB_FAILED",
+  "TRAINING_JOB_STOPPED",
+]);
+
+export const SYNC_STATUSES = ["SYNCING", "COMPLETED"] as const;
+export type SyncStatus = (typeof SYNC_STATUSES)[number];
+
+export interface Organisation {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+export interface ApiKeyRecord {
+  keyId: string;
+  orgId: string;
+  orgName: string;
+  secretHash: Buffer;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+export interface ProjectRecord {
+  id: string;
+  orgId: string;
+  name: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface JobRecord {
+  id: string;
+  projectId: string;
+  orgId: string;
+  name: string | null;
+  status: JobStatus;
+  errorMessage: string | null;
+  checkpointSyncStatus: SyncStatus | null;
+  priority: number;
+  /** The creation body as sent (Baseten's image/compute/runtime...), kept verbatim. */
+  spec: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+  /** Number of files; also the next file's position, since positions are dense (see commitFile). */
+  fileCount: number;
+}
+
+export interface FileRecord {
+  jobId: string;
+  /** Position in the job's listing: 0..fileCount-1, assigned at first commit, kept on replace. */
+  seq: number;
+  nodeRank: number;
+  relativeName: string;
+  sizeBytes: number;
+  sha256: string | null;
+  lastModified: string;
+  createdAt: string;
+}
+
+export interface CheckpointSummary {
+  checkpointId: string;
+  sizeBytes: number;
+  fileCount: number;
+  createdAt: string;
+  lastModified: string;
+  hasAdapterConfig: boolean;
+}

@@ -1,0 +1,93 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import swagger from "@fastify/swagger";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { CkptService } from "../domain/service.js";
+import type { UrlSigner } from "../stores/blobs/url-signing.js";
+import { requireApiKey } from "./plugins/auth.js";
+import { installErrorHandling } from "./plugins/errors.js";
+import { installSecurityHeaders } from "./plugins/security-headers.js";
+import { blobRoutes } from "./routes/blobs.js";
+import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
+import { jobRoutes } from "./routes/jobs.js";
+import { projectRoutes } from "./routes/projects.js";
+import { SharedSchemas } from "./schemas.js";
+
+export interface AppOptions {
+  service: CkptService;
+  /** Present when blobs are served by this server (the local blob store). */
+  signer?: UrlSigner;
+  jsonBodyLimit: number;
+  /** A pino logger built with `logSerializers`; no logging when absent. */
+  logger?: FastifyBaseLogger;
+}
+
+/** Strips query strings from logged URLs: presigned URLs carry their signature there. */
+function redactUrl(url: string | undefined): string | undefined {
+  if (!url) return url;
+  const q = url.indexOf("?");
+  return q === -1 ? url : `${url.slice(0, q)}?[redacted]`;
+}
+
+export const logSerializers = {
+  // Only these fields are logged: never headers (they carry API keys) nor query strings.
+  req: (req: { method: string; url?: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
+  res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+};
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: options.jsonBodyLimit,
+    // Ids of projects and jobs are short; anything huge in a URL is hostile.
+    routerOptions: { maxParamLength: 2048 },
+    // Keep-alive connections idle longer than a typical LB's so the LB closes first.
+    keepAliveTimeout: 65_000,
+    // Headers must arrive within 30 s (slowloris), a whole request within 1 h (uploads are big).
+    connectionTimeout: 0,
+    requestTimeout: 0,
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: "array", useDefaults: true, removeAdditional: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  for (const schema of SharedSchemas) app.addSchema(schema);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "ckpt — training checkpoint API",
+        version: "1.0.0",
+        description: "A self-hostable implementation of the training-checkpoint part of Baseten's management API.",
+      },
+      components: {
+        securitySchemes: {
+          ApiKeyAuth: {
+            type: "apiKey",
+            in: "header",
+            name: "Authorization",
+            description: "`Authorization: Api-Key <key>` (or `Bearer <key>`).",
+          },
+        },
+      },
+      security: [{ ApiKeyAuth: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
+  });
+
+  installErrorHandling(app);
+  installSecurityHeaders(app);
+
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
+
+  await app.register(async (api) => {
+    requireApiKey(api, options.service);
+    await api.register(projectRoutes, { service: options.service });
+    await api.register(jobRoutes, { service: options.service });
+    await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });
+    await api.register(uploadCheckpointFileRoute, { service: options.service });
+  });
+
+  if (options.signer) await app.register(blobRoutes, { service: options.service, signer: options.signer });
+  return app;
+}

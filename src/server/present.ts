@@ -1,0 +1,90 @@
+import type { CheckpointSummary, FileRecord, JobRecord, ProjectRecord } from "../domain/types.js";
+
+/** The one place that turns domain records into API objects of Baseten's shapes. */
+
+export function presentProjectSummary(project: ProjectRecord) {
+  return { id: project.id, name: project.name };
+}
+
+/**
+ * Baseten reports the instance a job ran on. A self-hosted job has none of Baseten's instance
+ * types, so this echoes what the job asked for in `compute` (GPU type and count, memory, CPU).
+ */
+function instanceTypeOf(spec: Record<string, unknown>) {
+  const compute = (spec.compute ?? {}) as Record<string, unknown>;
+  const accelerator = (compute.accelerator ?? {}) as Record<string, unknown>;
+  const int = (v: unknown) => (typeof v === "number" && Number.isInteger(v) ? v : 0);
+  const gpuType = typeof accelerator.accelerator === "string" ? accelerator.accelerator : null;
+  const cpuMillis =
+    typeof compute.cpu_count === "number" ? Math.round(compute.cpu_count * 1000) : int(compute.millicpu_limit);
+  return {
+    id: "self-hosted",
+    name: gpuType ? `self-hosted ${int(accelerator.count) || 1}x${gpuType}` : "self-hosted",
+    memory_limit_mib: typeof compute.memory === "string" ? parseMemoryMib(compute.memory) : 0,
+    millicpu_limit: cpuMillis,
+    gpu_count: gpuType ? int(accelerator.count) || 1 : 0,
+    gpu_type: gpuType,
+    gpu_memory_limit_mib: null,
+  };
+}
+
+function parseMemoryMib(memory: string): number {
+  const m = /^([0-9]+)\s*(Mi|Gi|Ti|M|G|T)?$/i.exec(memory.trim());
+  if (!m) return 0;
+  const n = Number(m[1]);
+  const unit = (m[2] ?? "Mi").toLowerCase();
+  return unit.startsWith("t") ? n * 1024 * 1024 : unit.startsWith("g") ? n * 1024 : n;
+}
+
+export function presentJob(job: JobRecord, project: ProjectRecord) {
+  return {
+    id: job.id,
+    created_at: job.createdAt,
+    current_status: job.status,
+    error_message: job.errorMessage,
+    instance_type: instanceTypeOf(job.spec),
+    updated_at: job.updatedAt,
+    training_project_id: project.id,
+    training_project: presentProjectSummary(project),
+    name: job.name,
+    checkpoint_sync_status: job.checkpointSyncStatus,
+    priority: job.priority,
+    availability_model: job.spec.availability_model === "spot" ? ("spot" as const) : ("dedicated" as const),
+    user: null,
+  };
+}
+
+export function presentProject(project: ProjectRecord, latestJob: JobRecord | null) {
+  return {
+    id: project.id,
+    name: project.name,
+    created_at: project.createdAt,
+    updated_at: project.updatedAt,
+    team_name: null,
+    latest_job: latestJob ? presentJob(latestJob, project) : null,
+  };
+}
+
+export function presentCheckpointFile(file: FileRecord, url: string) {
+  return {
+    url,
+    relative_file_name: file.relativeName,
+    node_rank: file.nodeRank,
+    size_bytes: file.sizeBytes,
+    last_modified: file.lastModified,
+  };
+}
+
+export function presentCheckpoint(summary: CheckpointSummary, job: JobRecord) {
+  const syncing = job.checkpointSyncStatus === "SYNCING";
+  return {
+    checkpoint_id: summary.checkpointId,
+    created_at: summary.createdAt,
+    checkpoint_type: summary.hasAdapterConfig ? "lora" : "full",
+    base_model: null,
+    lora_adapter_config: null,
+    size_bytes: summary.sizeBytes,
+    sync_status: syncing ? "SYNCING" : "COMPLETED",
+    training_job_id: job.id,
+  };
+}

@@ -1,0 +1,401 @@
+import Database from "better-sqlite3";
+import { newId } from "../../domain/ids.js";
+import type {
+  ApiKeyRecord,
+  CheckpointSummary,
+  FileRecord,
+  JobRecord,
+  JobStatus,
+  Organisation,
+  ProjectRecord,
+  SyncStatus,
+} from "../../domain/types.js";
+import type { MetadataStore } from "./store.js";
+import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
+
+const nowIso = () => new Date().toISOString();
+
+interface JobRow {
+  id: string;
+  project_id: string;
+  org_id: string;
+  name: string | null;
+  status: string;
+  error_message: string | null;
+  sync_status: string | null;
+  priority: number;
+  spec: string;
+  created_at: string;
+  updated_at: string;
+  file_count: number;
+}
+
+interface FileRow {
+  job_id: string;
+  seq: number;
+  node_rank: number;
+  relative_name: string;
+  size_bytes: number;
+  sha256: string | null;
+  last_modified: string;
+  created_at: string;
+}
+
+const jobFromRow = (r: JobRow): JobRecord => ({
+  id: r.id,
+  projectId: r.project_id,
+  orgId: r.org_id,
+  name: r.name,
+  status: r.status as JobStatus,
+  errorMessage: r.error_message,
+  checkpointSyncStatus: r.sync_status as SyncStatus | null,
+  priority: r.priority,
+  spec: JSON.parse(r.spec) as Record<string, unknown>,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  fileCount: r.file_count,
+});
+
+const fileFromRow = (r: FileRow): FileRecord => ({
+  jobId: r.job_id,
+  seq: r.seq,
+  nodeRank: r.node_rank,
+  relativeName: r.relative_name,
+  sizeBytes: r.size_bytes,
+  sha256: r.sha256,
+  lastModified: r.last_modified,
+  createdAt: r.created_at,
+});
+
+const projectFromRow = (r: { id: string; org_id: string; name: string; created_at: string; updated_at: string }): ProjectRecord => ({
+  id: r.id,
+  orgId: r.org_id,
+  name: r.name,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+/**
+ * The embedded default. better-sqlite3 is synchronous, which is what we want here: each call is
+ * microseconds (index seeks on one file), so doing it on the event loop beats a thread hop, and
+ * SQLite's single writer makes every commit trivially serialisable.
+ */
+export class SqliteMetadataStore implements MetadataStore {
+  readonly kind = "sqlite";
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    // NORMAL in WAL mode is durable across process crashes (kill -9); only an OS crash can lose
+    // the last transactions, and blobs are fsynced before their row is committed anyway.
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    this.migrate();
+    const db = this.db;
+    const live = "deleted_at IS NULL";
+    this.stmts = {
+      orgByName: db.prepare("SELECT id, name, created_at FROM organisations WHERE name = ?"),
+      insertOrg: db.prepare("INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)"),
+      insertKey: db.prepare("INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)"),
+      keyById: db.prepare(
+        `SELECT k.key_id, k.org_id, o.name AS org_name, k.secret_hash, k.created_at, k.revoked_at
+         FROM api_keys k JOIN organisations o ON o.id = k.org_id WHERE k.key_id = ?`,
+      ),
+      listKeys: db.prepare(
+        `SELECT k.key_id, k.org_id, o.name AS org_name, k.secret_hash, k.created_at, k.revoked_at
+         FROM api_keys k JOIN organisations o ON o.id = k.org_id ORDER BY k.created_at, k.key_id`,
+      ),
+      revokeKey: db.prepare("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"),
+      projectByName: db.prepare(`SELECT * FROM projects WHERE org_id = ? AND name = ? AND ${live}`),
+      projectById: db.prepare(`SELECT * FROM projects WHERE org_id = ? AND id = ? AND ${live}`),
+      insertProject: db.prepare(
+        "INSERT INTO projects (id, org_id, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+      ),
+      touchProject: db.prepare("UPDATE projects SET updated_at = ? WHERE id = ?"),
+      listProjects: db.prepare(`SELECT * FROM projects WHERE org_id = ? AND ${live} ORDER BY created_at, id`),
+      markProjectDeleted: db.prepare(`UPDATE projects SET deleted_at = ? WHERE org_id = ? AND id = ? AND ${live}`),
+      markProjectJobsDeleted: db.prepare(`UPDATE jobs SET deleted_at = ? WHERE project_id = ? AND ${live}`),
+      jobIdsOfProject: db.prepare("SELECT id FROM jobs WHERE project_id = ?"),
+      insertJob: db.prepare(
+        `INSERT INTO jobs (id, project_id, org_id, name, status, priority, spec, created_at, updated_at, file_count)
+         VALUES (?, ?, ?, ?, 'TRAINING_JOB_CREATED', ?, ?, ?, ?, 0)`,
+      ),
+      jobById: db.prepare(`SELECT * FROM jobs WHERE org_id = ? AND project_id = ? AND id = ? AND ${live}`),
+      liveJobById: db.prepare(`SELECT * FROM jobs WHERE id = ? AND ${live}`),
+      listJobs: db.prepare(
+        `SELECT * FROM jobs WHERE org_id = ? AND project_id = ? AND ${live} ORDER BY created_at DESC, rowid DESC`,
+      ),
+      latestJob: db.prepare(
+        `SELECT * FROM jobs WHERE org_id = ? AND project_id = ? AND ${live} ORDER BY created_at DESC, rowid DESC LIMIT 1`,
+      ),
+      markJobDeleted: db.prepare(`UPDATE jobs SET deleted_at = ? WHERE org_id = ? AND project_id = ? AND id = ? AND ${live}`),
+      pendingPurge: db.prepare("SELECT project_id, id FROM jobs WHERE deleted_at IS NOT NULL"),
+      purgeFiles: db.prepare("DELETE FROM checkpoint_files WHERE job_id = ?"),
+      purgeJob: db.prepare("DELETE FROM jobs WHERE id = ? AND deleted_at IS NOT NULL"),
+      purgeProjects: db.prepare(
+        "DELETE FROM projects WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id)",
+      ),
+      fileByName: db.prepare("SELECT * FROM checkpoint_files WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
+      replaceFile: db.prepare(
+        `UPDATE checkpoint_files SET size_bytes = ?, sha256 = ?, last_modified = ?
+         WHERE job_id = ? AND node_rank = ? AND relative_name = ?`,
+      ),
+      insertFile: db.prepare(
+        `INSERT INTO checkpoint_files (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      bumpFileCount: db.prepare("UPDATE jobs SET file_count = file_count + 1, updated_at = ? WHERE id = ?"),
+      touchJob: db.prepare("UPDATE jobs SET updated_at = ? WHERE id = ?"),
+      pageOfFiles: db.prepare("SELECT * FROM checkpoint_files WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?"),
+      checkpoints: db.prepare(
+        `SELECT CASE WHEN instr(relative_name, '/') > 0 THEN substr(relative_name, 1, instr(relative_name, '/') - 1)
+                     ELSE '.' END AS checkpoint_id,
+                SUM(size_bytes) AS size_bytes, COUNT(*) AS file_count,
+                MIN(created_at) AS created_at, MAX(last_modified) AS last_modified,
+                MAX(relative_name = 'adapter_config.json' OR relative_name LIKE '%/adapter_config.json') AS has_adapter
+         FROM checkpoint_files WHERE job_id = ? GROUP BY checkpoint_id ORDER BY MIN(seq)`,
+      ),
+    };
+  }
+
+  private migrate(): void {
+    this.db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+    const applied = new Set(
+      (this.db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map((r) => r.version),
+    );
+    // IMMEDIATE takes the write lock first, so two processes starting at once cannot both apply.
+    const apply = this.db.transaction((version: number, sql: string) => {
+      const again = this.db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").get(version);
+      if (again) return;
+      this.db.exec(sql);
+      this.db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)").run(version, nowIso());
+    });
+    for (const m of SQLITE_MIGRATIONS) if (!applied.has(m.version)) apply.immediate(m.version, m.sql);
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+
+  async ensureOrganisation(name: string): Promise<Organisation> {
+    return this.db.transaction(() => {
+      const found = this.stmts.orgByName.get(name) as { id: string; name: string; created_at: string } | undefined;
+      if (found) return { id: found.id, name: found.name, createdAt: found.created_at };
+      const org = { id: newId(), name, createdAt: nowIso() };
+      this.stmts.insertOrg.run(org.id, org.name, org.createdAt);
+      return org;
+    }).immediate();
+  }
+
+  async insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer }): Promise<void> {
+    this.stmts.insertKey.run(key.keyId, key.orgId, key.secretHash, nowIso());
+  }
+
+  private keyFromRow(r: {
+    key_id: string;
+    org_id: string;
+    org_name: string;
+    secret_hash: Buffer;
+    created_at: string;
+    revoked_at: string | null;
+  }): ApiKeyRecord {
+    return {
+      keyId: r.key_id,
+      orgId: r.org_id,
+      orgName: r.org_name,
+      secretHash: r.secret_hash,
+      createdAt: r.created_at,
+      revokedAt: r.revoked_at,
+    };
+  }
+
+  async findApiKey(keyId: string): Promise<ApiKeyRecord | null> {
+    const row = this.stmts.keyById.get(keyId) as Parameters<SqliteMetadataStore["keyFromRow"]>[0] | undefined;
+    return row ? this.keyFromRow(row) : null;
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return (this.stmts.listKeys.all() as Parameters<SqliteMetadataStore["keyFromRow"]>[0][]).map((r) => this.keyFromRow(r));
+  }
+
+  async revokeApiKey(keyId: string): Promise<boolean> {
+    return this.stmts.revokeKey.run(nowIso(), keyId).changes > 0;
+  }
+
+  async upsertProject(orgId: string, name: string): Promise<ProjectRecord> {
+    return this.db.transaction(() => {
+      const found = this.stmts.projectByName.get(orgId, name) as Parameters<typeof projectFromRow>[0] | undefined;
+      const now = nowIso();
+      if (found) {
+        this.stmts.touchProject.run(now, found.id);
+        return projectFromRow({ ...found, updated_at: now });
+      }
+      const id = newId();
+      this.stmts.insertProject.run(id, orgId, name, now, now);
+      return { id, orgId, name, createdAt: now, updatedAt: now };
+    }).immediate();
+  }
+
+  async listProjects(orgId: string): Promise<ProjectRecord[]> {
+    return (this.stmts.listProjects.all(orgId) as Parameters<typeof projectFromRow>[0][]).map(projectFromRow);
+  }
+
+  async getProject(orgId: string, projectId: string): Promise<ProjectRecord | null> {
+    const row = this.stmts.projectById.get(orgId, projectId) as Parameters<typeof projectFromRow>[0] | undefined;
+    return row ? projectFromRow(row) : null;
+  }
+
+  async markProjectDeleted(orgId: string, projectId: string): Promise<{ jobIds: string[] } | null> {
+    return this.db.transaction(() => {
+      const now = nowIso();
+      if (this.stmts.markProjectDeleted.run(now, orgId, projectId).changes === 0) return null;
+      this.stmts.markProjectJobsDeleted.run(now, projectId);
+      return { jobIds: (this.stmts.jobIdsOfProject.all(projectId) as { id: string }[]).map((r) => r.id) };
+    }).immediate();
+  }
+
+  async createJob(job: {
+    id: string;
+    orgId: string;
+    projectId: string;
+    name: string | null;
+    spec: Record<string, unknown>;
+    priority: number;
+  }): Promise<JobRecord> {
+    const now = nowIso();
+    this.stmts.insertJob.run(job.id, job.projectId, job.orgId, job.name, job.priority, JSON.stringify(job.spec), now, now);
+    this.stmts.touchProject.run(now, job.projectId);
+    return jobFromRow(this.stmts.liveJobById.get(job.id) as JobRow);
+  }
+
+  async listJobs(orgId: string, projectId: string): Promise<JobRecord[]> {
+    return (this.stmts.listJobs.all(orgId, projectId) as JobRow[]).map(jobFromRow);
+  }
+
+  async latestJob(orgId: string, projectId: string): Promise<JobRecord | null> {
+    const row = this.stmts.latestJob.get(orgId, projectId) as JobRow | undefined;
+    return row ? jobFromRow(row) : null;
+  }
+
+  async latestJobs(orgId: string, projectIds: string[]): Promise<Map<string, JobRecord>> {
+    const out = new Map<string, JobRecord>();
+    for (const id of projectIds) {
+      const job = await this.latestJob(orgId, id);
+      if (job) out.set(id, job);
+    }
+    return out;
+  }
+
+  async getJob(orgId: string, projectId: string, jobId: string): Promise<JobRecord | null> {
+    const row = this.stmts.jobById.get(orgId, projectId, jobId) as JobRow | undefined;
+    return row ? jobFromRow(row) : null;
+  }
+
+  async updateJob(
+    orgId: string,
+    projectId: string,
+    jobId: string,
+    change: { status?: JobStatus; errorMessage?: string | null; syncStatus?: SyncStatus | null; priority?: number },
+  ): Promise<JobRecord | null> {
+    const sets: string[] = [];
+    const values: unknown[] = [];
+    if (change.status !== undefined) sets.push("status = ?"), values.push(change.status);
+    if (change.errorMessage !== undefined) sets.push("error_message = ?"), values.push(change.errorMessage);
+    if (change.syncStatus !== undefined) sets.push("sync_status = ?"), values.push(change.syncStatus);
+    if (change.priority !== undefined) sets.push("priority = ?"), values.push(change.priority);
+    sets.push("updated_at = ?");
+    values.push(nowIso());
+    const result = this.db
+      .prepare(`UPDATE jobs SET ${sets.join(", ")} WHERE org_id = ? AND project_id = ? AND id = ? AND deleted_at IS NULL`)
+      .run(...values, orgId, projectId, jobId);
+    return result.changes === 0 ? null : this.getJob(orgId, projectId, jobId);
+  }
+
+  async markJobDeleted(orgId: string, projectId: string, jobId: string): Promise<boolean> {
+    return this.stmts.markJobDeleted.run(nowIso(), orgId, projectId, jobId).changes > 0;
+  }
+
+  async jobsPendingPurge(): Promise<{ projectId: string; jobId: string }[]> {
+    return (this.stmts.pendingPurge.all() as { project_id: string; id: string }[]).map((r) => ({
+      projectId: r.project_id,
+      jobId: r.id,
+    }));
+  }
+
+  async purgeJob(jobId: string): Promise<void> {
+    this.db.transaction(() => {
+      this.stmts.purgeFiles.run(jobId);
+      this.stmts.purgeJob.run(jobId);
+    }).immediate();
+  }
+
+  async purgeDeletedProjects(): Promise<void> {
+    this.stmts.purgeProjects.run();
+  }
+
+  async commitFile(file: {
+    jobId: string;
+    nodeRank: number;
+    relativeName: string;
+    sizeBytes: number;
+    sha256: string | null;
+    maxFilesPerJob?: number;
+  }): Promise<FileRecord | "job-gone" | "too-many-files"> {
+    return this.db.transaction((): FileRecord | "job-gone" | "too-many-files" => {
+      const job = this.stmts.liveJobById.get(file.jobId) as JobRow | undefined;
+      if (!job) return "job-gone";
+      const now = nowIso();
+      const existing = this.stmts.fileByName.get(file.jobId, file.nodeRank, file.relativeName) as FileRow | undefined;
+      if (existing) {
+        this.stmts.replaceFile.run(file.sizeBytes, file.sha256, now, file.jobId, file.nodeRank, file.relativeName);
+        this.stmts.touchJob.run(now, file.jobId);
+        return fileFromRow({ ...existing, size_bytes: file.sizeBytes, sha256: file.sha256, last_modified: now });
+      }
+      if (file.maxFilesPerJob !== undefined && job.file_count >= file.maxFilesPerJob) return "too-many-files";
+      const seq = job.file_count;
+      this.stmts.insertFile.run(file.jobId, seq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, now, now);
+      this.stmts.bumpFileCount.run(now, file.jobId);
+      return {
+        jobId: file.jobId,
+        seq,
+        nodeRank: file.nodeRank,
+        relativeName: file.relativeName,
+        sizeBytes: file.sizeBytes,
+        sha256: file.sha256,
+        lastModified: now,
+        createdAt: now,
+      };
+    }).immediate();
+  }
+
+  async listFiles(jobId: string, offset: number, limit: number): Promise<FileRecord[]> {
+    return (this.stmts.pageOfFiles.all(jobId, offset, limit) as FileRow[]).map(fileFromRow);
+  }
+
+  async getFile(jobId: string, nodeRank: number, relativeName: string): Promise<FileRecord | null> {
+    const row = this.stmts.fileByName.get(jobId, nodeRank, relativeName) as FileRow | undefined;
+    return row ? fileFromRow(row) : null;
+  }
+
+  async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {
+    const rows = this.stmts.checkpoints.all(jobId) as {
+      checkpoint_id: string;
+      size_bytes: number;
+      file_count: number;
+      created_at: string;
+      last_modified: string;
+      has_adapter: number;
+    }[];
+    return rows.map((r) => ({
+      checkpointId: r.checkpoint_id,
+      sizeBytes: r.size_bytes,
+      fileCount: r.file_count,
+      createdAt: r.created_at,
+      lastModified: r.last_modified,
+      hasAdapterConfig: r.has_adapter === 1,
+    }));
+  }
+}

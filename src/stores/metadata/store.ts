@@ -1,0 +1,80 @@
+import type {
+  ApiKeyRecord,
+  CheckpointSummary,
+  FileRecord,
+  JobRecord,
+  JobStatus,
+  Organisation,
+  ProjectRecord,
+  SyncStatus,
+} from "../../domain/types.js";
+
+/**
+ * Everything ckpt remembers besides the bytes. Each backend (SQLite, PostgreSQL) implements this
+ * and passes the same test suite. Lookups of projects and jobs always take the organisation, so
+ * that a tenant can never reach another's rows by id: scoping is the store's job, not the route's.
+ */
+export interface MetadataStore {
+  readonly kind: string;
+  close(): Promise<void>;
+
+  // Organisations and keys
+  ensureOrganisation(name: string): Promise<Organisation>;
+  insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer }): Promise<void>;
+  findApiKey(keyId: string): Promise<ApiKeyRecord | null>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** True when a live key was revoked. */
+  revokeApiKey(keyId: string): Promise<boolean>;
+
+  // Projects
+  upsertProject(orgId: string, name: string): Promise<ProjectRecord>;
+  listProjects(orgId: string): Promise<ProjectRecord[]>;
+  getProject(orgId: string, projectId: string): Promise<ProjectRecord | null>;
+  /** Marks the project and all its jobs as deleting; the caller then removes blobs and purges. */
+  markProjectDeleted(orgId: string, projectId: string): Promise<{ jobIds: string[] } | null>;
+
+  // Jobs
+  createJob(job: {
+    id: string;
+    orgId: string;
+    projectId: string;
+    name: string | null;
+    spec: Record<string, unknown>;
+    priority: number;
+  }): Promise<JobRecord>;
+  listJobs(orgId: string, projectId: string): Promise<JobRecord[]>;
+  latestJob(orgId: string, projectId: string): Promise<JobRecord | null>;
+  latestJobs(orgId: string, projectIds: string[]): Promise<Map<string, JobRecord>>;
+  getJob(orgId: string, projectId: string, jobId: string): Promise<JobRecord | null>;
+  updateJob(
+    orgId: string,
+    projectId: string,
+    jobId: string,
+    change: { status?: JobStatus; errorMessage?: string | null; syncStatus?: SyncStatus | null; priority?: number },
+  ): Promise<JobRecord | null>;
+  /** Hides the job at once (it answers 404 from then on); purgeJob later removes its rows. */
+  markJobDeleted(orgId: string, projectId: string, jobId: string): Promise<boolean>;
+  /** Jobs marked deleted whose purge has not finished (e.g. the server died mid-delete). */
+  jobsPendingPurge(): Promise<{ projectId: string; jobId: string }[]>;
+  purgeJob(jobId: string): Promise<void>;
+  purgeDeletedProjects(): Promise<void>;
+
+  // Files
+  /**
+   * Makes a file visible. A new (rank, name) takes position fileCount and fileCount grows by
+   * one; a replaced file keeps its position. Positions therefore stay dense (0..n-1), so a page
+   * at any offset is an index seek and a client paging while uploads continue sees each file
+   * that existed when it started exactly once.
+   */
+  commitFile(file: {
+    jobId: string;
+    nodeRank: number;
+    relativeName: string;
+    sizeBytes: number;
+    sha256: string | null;
+    maxFilesPerJob?: number;
+  }): Promise<FileRecord | "job-gone" | "too-many-files">;
+  listFiles(jobId: string, offset: number, limit: number): Promise<FileRecord[]>;
+  getFile(jobId: string, nodeRank: number, relativeName: string): Promise<FileRecord | null>;
+  summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]>;
+}
