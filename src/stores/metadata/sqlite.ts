@@ -133,6 +133,7 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       markJobDeleted: db.prepare(`UPDATE jobs SET deleted_at = ? WHERE org_id = ? AND project_id = ? AND id = ? AND ${live}`),
       pendingPurge: db.prepare("SELECT project_id, id FROM jobs WHERE deleted_at IS NOT NULL"),
+      deletedJobById: db.prepare("SELECT 1 FROM jobs WHERE id = ? AND deleted_at IS NOT NULL"),
       purgeFiles: db.prepare("DELETE FROM checkpoint_files WHERE job_id = ?"),
       purgeJob: db.prepare("DELETE FROM jobs WHERE id = ? AND deleted_at IS NOT NULL"),
       purgeProjects: db.prepare(
@@ -155,7 +156,7 @@ export class SqliteMetadataStore implements MetadataStore {
                      ELSE '.' END AS checkpoint_id,
                 SUM(size_bytes) AS size_bytes, COUNT(*) AS file_count,
                 MIN(created_at) AS created_at, MAX(last_modified) AS last_modified,
-                MAX(relative_name = 'adapter_config.json' OR relative_name LIKE '%/adapter_config.json') AS has_adapter
+                MAX(relative_name = 'adapter_config.json' OR substr(relative_name, -20) = '/adapter_config.json') AS has_adapter
          FROM checkpoint_files WHERE job_id = ? GROUP BY checkpoint_id ORDER BY MIN(seq)`,
       ),
     };
@@ -327,6 +328,8 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async purgeJob(jobId: string): Promise<void> {
     this.db.transaction(() => {
+      // Only a job marked deleted is purged: a live job must keep its files (and fileCount).
+      if (!this.stmts.deletedJobById.get(jobId)) return;
       this.stmts.purgeFiles.run(jobId);
       this.stmts.purgeJob.run(jobId);
     }).immediate();
@@ -380,6 +383,7 @@ export class SqliteMetadataStore implements MetadataStore {
     return row ? fileFromRow(row) : null;
   }
 
+  /** adapter_config.json is matched exactly: LIKE would treat "_" as a wildcard and ignore case. */
   async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {
     const rows = this.stmts.checkpoints.all(jobId) as {
       checkpoint_id: string;

@@ -1,0 +1,106 @@
+import type pg from "pg";
+import { inTransaction } from "./postgres-transaction.js";
+
+/**
+ * Versioned, append-only: never edit a shipped migration, add the next one. The schema mirrors
+ * sqlite-migrations.ts; where it differs, the comment says why.
+ */
+export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE organisations (
+        id text PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        created_at timestamptz NOT NULL
+      );
+      CREATE TABLE api_keys (
+        key_id text PRIMARY KEY,
+        org_id text NOT NULL REFERENCES organisations(id),
+        secret_hash bytea NOT NULL,
+        created_at timestamptz NOT NULL,
+        revoked_at timestamptz
+      );
+      CREATE TABLE projects (
+        id text PRIMARY KEY,
+        org_id text NOT NULL REFERENCES organisations(id),
+        name text NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        deleted_at timestamptz
+      );
+      -- Names are unique among live projects only: a deleted project's name can be reused.
+      -- upsertProject's ON CONFLICT names this index's columns and predicate.
+      CREATE UNIQUE INDEX projects_org_name ON projects (org_id, name) WHERE deleted_at IS NULL;
+      CREATE INDEX projects_org_created ON projects (org_id, created_at, id);
+      CREATE TABLE jobs (
+        id text PRIMARY KEY,
+        project_id text NOT NULL REFERENCES projects(id),
+        org_id text NOT NULL REFERENCES organisations(id),
+        name text,
+        status text NOT NULL,
+        error_message text,
+        sync_status text,
+        priority integer NOT NULL DEFAULT 0,
+        -- json, not jsonb: the creation body is kept verbatim (jsonb would reorder its keys).
+        spec json NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        file_count integer NOT NULL DEFAULT 0,
+        deleted_at timestamptz,
+        -- Breaks created_at ties in creation order, as SQLite's rowid does.
+        created_seq bigint GENERATED ALWAYS AS IDENTITY
+      );
+      CREATE INDEX jobs_project_created ON jobs (project_id, created_at, created_seq);
+      CREATE INDEX jobs_pending_purge ON jobs (id) WHERE deleted_at IS NOT NULL;
+      CREATE TABLE checkpoint_files (
+        job_id text NOT NULL REFERENCES jobs(id),
+        seq integer NOT NULL,
+        node_rank integer NOT NULL,
+        relative_name text NOT NULL,
+        size_bytes bigint NOT NULL,
+        sha256 text,
+        last_modified timestamptz NOT NULL,
+        created_at timestamptz NOT NULL,
+        -- listFiles pages are a seek on this key: WHERE job_id = $1 AND seq >= $2 ORDER BY seq.
+        PRIMARY KEY (job_id, seq),
+        UNIQUE (job_id, node_rank, relative_name)
+      );
+    `,
+  },
+];
+
+/**
+ * Arbitrary but fixed key of the advisory lock that serialises migrations ("ckpt" in ASCII).
+ * Every server takes it before looking at schema_migrations, so servers starting together
+ * against one database apply each migration exactly once; the others wait, then find it done.
+ */
+export const MIGRATION_LOCK_KEY = 0x636b7074;
+
+/**
+ * Applies the migrations this database lacks, in one transaction that holds the advisory lock
+ * (released by the commit or rollback). Returns the versions applied here; empty when another
+ * server got there first.
+ */
+export async function migratePostgres(
+  pool: pg.Pool,
+  migrations: readonly { version: number; sql: string }[] = POSTGRES_MIGRATIONS,
+): Promise<number[]> {
+  return inTransaction(pool, async (client) => {
+    await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
+    // Under the lock: concurrent CREATE TABLE IF NOT EXISTS can otherwise fail on pg_type.
+    await client.query(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL)",
+    );
+    const done = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
+    const applied = new Set(done.rows.map((r) => r.version));
+    const appliedHere: number[] = [];
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (applied.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())", [m.version]);
+      appliedHere.push(m.version);
+    }
+    return appliedHere;
+  });
+}

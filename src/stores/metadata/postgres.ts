@@ -1,0 +1,399 @@
+import pg from "pg";
+import { newId } from "../../domain/ids.js";
+import type {
+  ApiKeyRecord,
+  CheckpointSummary,
+  FileRecord,
+  JobRecord,
+  JobStatus,
+  Organisation,
+  ProjectRecord,
+  SyncStatus,
+} from "../../domain/types.js";
+import type { MetadataStore } from "./store.js";
+import { migratePostgres } from "./postgres-migrations.js";
+import { inTransaction } from "./postgres-transaction.js";
+
+/**
+ * The database clock, at the millisecond precision of `Date.toISOString()`: several servers
+ * share one clock this way, and a timestamp reads back exactly as it was returned when written.
+ */
+const NOW = "date_trunc('milliseconds', now())";
+
+/** bigint columns (sizes, counts) as JS numbers; refuses rather than silently rounds. */
+function parseInt8(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`int8 value ${text} is beyond Number.MAX_SAFE_INTEGER`);
+  return n;
+}
+
+const parseTimestamptzAsDate = pg.types.getTypeParser(pg.types.builtins.TIMESTAMPTZ) as (text: string) => Date;
+
+/**
+ * Per-pool type parsers (the global pg.types stay untouched): int8 → number, and timestamptz →
+ * the ISO 8601 UTC string with milliseconds that the SQLite store returns ("…T12:17:41.450Z").
+ */
+const TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") => {
+    if (format === undefined || format === "text") {
+      if (oid === pg.types.builtins.INT8) return parseInt8;
+      if (oid === pg.types.builtins.TIMESTAMPTZ) return (text: string) => parseTimestamptzAsDate(text).toISOString();
+    }
+    return pg.types.getTypeParser(oid, format);
+  }) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+// Columns aliased to the domain records' field names: a row is the API object, no mapping step.
+const ORG = `id, name, created_at AS "createdAt"`;
+const KEY = `k.key_id AS "keyId", k.org_id AS "orgId", o.name AS "orgName", k.secret_hash AS "secretHash",
+             k.created_at AS "createdAt", k.revoked_at AS "revokedAt"`;
+const PROJECT = `id, org_id AS "orgId", name, created_at AS "createdAt", updated_at AS "updatedAt"`;
+const JOB = `id, project_id AS "projectId", org_id AS "orgId", name, status, error_message AS "errorMessage",
+             sync_status AS "checkpointSyncStatus", priority, spec, created_at AS "createdAt",
+             updated_at AS "updatedAt", file_count AS "fileCount"`;
+const FILE = `job_id AS "jobId", seq, node_rank AS "nodeRank", relative_name AS "relativeName",
+              size_bytes AS "sizeBytes", sha256, last_modified AS "lastModified", created_at AS "createdAt"`;
+const LIVE = "deleted_at IS NULL";
+/** Newest first; created_seq breaks ties in creation order (SQLite uses rowid). */
+const NEWEST_FIRST = "created_at DESC, created_seq DESC";
+
+/**
+ * The scale-out backend: several ckpt servers share one PostgreSQL database. Whatever SQLite
+ * gets from having a single writer, this gets from row locks and ON CONFLICT, so concurrent
+ * servers see exactly the behaviour one SQLite server gives (the shared conformance suite in
+ * test/stores/metadata-store.suite.ts holds both to it).
+ */
+export class PostgresMetadataStore implements MetadataStore {
+  readonly kind = "postgres";
+
+  private constructor(private readonly pool: pg.Pool) {}
+
+  /** Connects a pool to `url` and brings the schema up to date before returning. */
+  static async open(url: string, options: { poolSize?: number } = {}): Promise<PostgresMetadataStore> {
+    const poolSize = options.poolSize ?? 10;
+    if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`poolSize must be a positive integer, got ${poolSize}`);
+    const pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, application_name: "ckpt" });
+    // An idle connection that dies (server restart, network) must not crash the process: the
+    // pool drops it, and the next query opens a new one or reports the error to its caller.
+    pool.on("error", () => {});
+    try {
+      await migratePostgres(pool);
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw err;
+    }
+    return new PostgresMetadataStore(pool);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async rows<T extends pg.QueryResultRow>(text: string, values: unknown[], name?: string): Promise<T[]> {
+    return (await this.pool.query<T>({ text, values, ...(name ? { name } : {}) })).rows;
+  }
+
+  // --- Organisations and keys -----------------------------------------------------------------
+
+  async ensureOrganisation(name: string): Promise<Organisation> {
+    // DO NOTHING then read: if another server inserted the name first, our INSERT waits for its
+    // commit, returns no row, and the SELECT (a new snapshot) sees the winner.
+    const inserted = await this.rows<Organisation>(
+      `INSERT INTO organisations (id, name, created_at) VALUES ($1, $2, ${NOW})
+       ON CONFLICT (name) DO NOTHING RETURNING ${ORG}`,
+      [newId(), name],
+    );
+    if (inserted[0]) return inserted[0];
+    const [found] = await this.rows<Organisation>(`SELECT ${ORG} FROM organisations WHERE name = $1`, [name]);
+    if (!found) throw new Error(`organisation ${JSON.stringify(name)} vanished while being ensured`);
+    return found;
+  }
+
+  async insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer }): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES ($1, $2, $3, ${NOW})`,
+      [key.keyId, key.orgId, key.secretHash],
+    );
+  }
+
+  async findApiKey(keyId: string): Promise<ApiKeyRecord | null> {
+    const [row] = await this.rows<ApiKeyRecord>(
+      `SELECT ${KEY} FROM api_keys k JOIN organisations o ON o.id = k.org_id WHERE k.key_id = $1`,
+      [keyId],
+      "ckpt_find_api_key",
+    );
+    return row ?? null;
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.rows<ApiKeyRecord>(
+      `SELECT ${KEY} FROM api_keys k JOIN organisations o ON o.id = k.org_id ORDER BY k.created_at, k.key_id`,
+      [],
+    );
+  }
+
+  async revokeApiKey(keyId: string): Promise<boolean> {
+    const result = await this.pool.query(
+      `UPDATE api_keys SET revoked_at = ${NOW} WHERE key_id = $1 AND revoked_at IS NULL`,
+      [keyId],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  // --- Projects -------------------------------------------------------------------------------
+
+  async upsertProject(orgId: string, name: string): Promise<ProjectRecord> {
+    // The conflict target is the partial unique index projects_org_name (live projects only).
+    const [row] = await this.rows<ProjectRecord>(
+      `INSERT INTO projects (id, org_id, name, created_at, updated_at) VALUES ($1, $2, $3, ${NOW}, ${NOW})
+       ON CONFLICT (org_id, name) WHERE ${LIVE} DO UPDATE SET updated_at = EXCLUDED.updated_at
+       RETURNING ${PROJECT}`,
+      [newId(), orgId, name],
+    );
+    return row!;
+  }
+
+  async listProjects(orgId: string): Promise<ProjectRecord[]> {
+    return this.rows<ProjectRecord>(
+      `SELECT ${PROJECT} FROM projects WHERE org_id = $1 AND ${LIVE} ORDER BY created_at, id`,
+      [orgId],
+    );
+  }
+
+  async getProject(orgId: string, projectId: string): Promise<ProjectRecord | null> {
+    const [row] = await this.rows<ProjectRecord>(
+      `SELECT ${PROJECT} FROM projects WHERE org_id = $1 AND id = $2 AND ${LIVE}`,
+      [orgId, projectId],
+      "ckpt_get_project",
+    );
+    return row ?? null;
+  }
+
+  async markProjectDeleted(orgId: string, projectId: string): Promise<{ jobIds: string[] } | null> {
+    return inTransaction(this.pool, async (db) => {
+      const marked = await db.query(
+        `UPDATE projects SET deleted_at = ${NOW} WHERE org_id = $1 AND id = $2 AND ${LIVE}`,
+        [orgId, projectId],
+      );
+      if (marked.rowCount === 0) return null;
+      await db.query(`UPDATE jobs SET deleted_at = ${NOW} WHERE project_id = $1 AND ${LIVE}`, [projectId]);
+      const jobs = await db.query<{ id: string }>(
+        "SELECT id FROM jobs WHERE project_id = $1 ORDER BY created_at, created_seq",
+        [projectId],
+      );
+      return { jobIds: jobs.rows.map((r) => r.id) };
+    });
+  }
+
+  // --- Jobs -----------------------------------------------------------------------------------
+
+  async createJob(job: {
+    id: string;
+    orgId: string;
+    projectId: string;
+    name: string | null;
+    spec: Record<string, unknown>;
+    priority: number;
+  }): Promise<JobRecord> {
+    // One statement, so the job and the project's updated_at change together.
+    const [row] = await this.rows<JobRecord>(
+      `WITH job AS (
+         INSERT INTO jobs (id, project_id, org_id, name, status, priority, spec, created_at, updated_at, file_count)
+         VALUES ($1, $2, $3, $4, 'TRAINING_JOB_CREATED', $5, $6, ${NOW}, ${NOW}, 0)
+         RETURNING ${JOB}
+       ), touched AS (
+         UPDATE projects SET updated_at = ${NOW} WHERE id = $2
+       )
+       SELECT * FROM job`,
+      [job.id, job.projectId, job.orgId, job.name, job.priority, JSON.stringify(job.spec)],
+    );
+    return row!;
+  }
+
+  async listJobs(orgId: string, projectId: string): Promise<JobRecord[]> {
+    return this.rows<JobRecord>(
+      `SELECT ${JOB} FROM jobs WHERE org_id = $1 AND project_id = $2 AND ${LIVE} ORDER BY ${NEWEST_FIRST}`,
+      [orgId, projectId],
+    );
+  }
+
+  async latestJob(orgId: string, projectId: string): Promise<JobRecord | null> {
+    const [row] = await this.rows<JobRecord>(
+      `SELECT ${JOB} FROM jobs WHERE org_id = $1 AND project_id = $2 AND ${LIVE} ORDER BY ${NEWEST_FIRST} LIMIT 1`,
+      [orgId, projectId],
+      "ckpt_latest_job",
+    );
+    return row ?? null;
+  }
+
+  async latestJobs(orgId: string, projectIds: string[]): Promise<Map<string, JobRecord>> {
+    const out = new Map<string, JobRecord>();
+    if (projectIds.length === 0) return out;
+    // One round trip for the whole project list, instead of one latestJob per project.
+    const rows = await this.rows<JobRecord>(
+      `SELECT DISTINCT ON (project_id) ${JOB} FROM jobs
+       WHERE org_id = $1 AND project_id = ANY($2::text[]) AND ${LIVE}
+       ORDER BY project_id, ${NEWEST_FIRST}`,
+      [orgId, projectIds],
+    );
+    for (const job of rows) out.set(job.projectId, job);
+    return out;
+  }
+
+  async getJob(orgId: string, projectId: string, jobId: string): Promise<JobRecord | null> {
+    const [row] = await this.rows<JobRecord>(
+      `SELECT ${JOB} FROM jobs WHERE org_id = $1 AND project_id = $2 AND id = $3 AND ${LIVE}`,
+      [orgId, projectId, jobId],
+      "ckpt_get_job",
+    );
+    return row ?? null;
+  }
+
+  async updateJob(
+    orgId: string,
+    projectId: string,
+    jobId: string,
+    change: { status?: JobStatus; errorMessage?: string | null; syncStatus?: SyncStatus | null; priority?: number },
+  ): Promise<JobRecord | null> {
+    const values: unknown[] = [orgId, projectId, jobId];
+    const sets: string[] = [];
+    const set = (column: string, value: unknown): void => {
+      values.push(value);
+      sets.push(`${column} = $${values.length}`);
+    };
+    if (change.status !== undefined) set("status", change.status);
+    if (change.errorMessage !== undefined) set("error_message", change.errorMessage);
+    if (change.syncStatus !== undefined) set("sync_status", change.syncStatus);
+    if (change.priority !== undefined) set("priority", change.priority);
+    sets.push(`updated_at = ${NOW}`);
+    const [row] = await this.rows<JobRecord>(
+      `UPDATE jobs SET ${sets.join(", ")} WHERE org_id = $1 AND project_id = $2 AND id = $3 AND ${LIVE}
+       RETURNING ${JOB}`,
+      values,
+    );
+    return row ?? null;
+  }
+
+  async markJobDeleted(orgId: string, projectId: string, jobId: string): Promise<boolean> {
+    const result = await this.pool.query(
+      `UPDATE jobs SET deleted_at = ${NOW} WHERE org_id = $1 AND project_id = $2 AND id = $3 AND ${LIVE}`,
+      [orgId, projectId, jobId],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async jobsPendingPurge(): Promise<{ projectId: string; jobId: string }[]> {
+    return this.rows<{ projectId: string; jobId: string }>(
+      `SELECT project_id AS "projectId", id AS "jobId" FROM jobs WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id`,
+      [],
+    );
+  }
+
+  async purgeJob(jobId: string): Promise<void> {
+    await inTransaction(this.pool, async (db) => {
+      // Only a job marked deleted is purged; the lock makes a concurrent purge of it wait.
+      const job = await db.query("SELECT 1 FROM jobs WHERE id = $1 AND deleted_at IS NOT NULL FOR UPDATE", [jobId]);
+      if (job.rowCount === 0) return;
+      await db.query("DELETE FROM checkpoint_files WHERE job_id = $1", [jobId]);
+      await db.query("DELETE FROM jobs WHERE id = $1", [jobId]);
+    });
+  }
+
+  async purgeDeletedProjects(): Promise<void> {
+    await this.pool.query(
+      `DELETE FROM projects WHERE deleted_at IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id)`,
+    );
+  }
+
+  // --- Files ----------------------------------------------------------------------------------
+
+  async commitFile(file: {
+    jobId: string;
+    nodeRank: number;
+    relativeName: string;
+    sizeBytes: number;
+    sha256: string | null;
+    maxFilesPerJob?: number;
+  }): Promise<FileRecord | "job-gone" | "too-many-files"> {
+    return inTransaction(this.pool, async (db): Promise<FileRecord | "job-gone" | "too-many-files"> => {
+      // The job row lock serialises commits to one job across every server: whoever holds it
+      // reads the current file_count, so positions stay dense and each name is inserted once.
+      const job = await db.query<{ fileCount: number }>({
+        name: "ckpt_lock_job",
+        text: `SELECT file_count AS "fileCount" FROM jobs WHERE id = $1 AND ${LIVE} FOR UPDATE`,
+        values: [file.jobId],
+      });
+      const fileCount = job.rows[0]?.fileCount;
+      if (fileCount === undefined) return "job-gone";
+
+      // A replacement keeps its position (and createdAt). Read after the lock, so a commit of
+      // the same name by another server that just released it is seen here.
+      const replaced = await db.query<FileRecord>({
+        name: "ckpt_replace_file",
+        text: `WITH f AS (
+                 UPDATE checkpoint_files SET size_bytes = $4, sha256 = $5, last_modified = ${NOW}
+                 WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3
+                 RETURNING ${FILE}
+               ), touched AS (
+                 UPDATE jobs SET updated_at = ${NOW} WHERE id = $1 AND EXISTS (SELECT 1 FROM f)
+               )
+               SELECT * FROM f`,
+        values: [file.jobId, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
+      });
+      if (replaced.rows[0]) return replaced.rows[0];
+
+      if (file.maxFilesPerJob !== undefined && fileCount >= file.maxFilesPerJob) return "too-many-files";
+      const inserted = await db.query<FileRecord>({
+        name: "ckpt_insert_file",
+        text: `WITH f AS (
+                 INSERT INTO checkpoint_files
+                   (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, ${NOW}, ${NOW})
+                 RETURNING ${FILE}
+               ), counted AS (
+                 UPDATE jobs SET file_count = file_count + 1, updated_at = ${NOW} WHERE id = $1
+               )
+               SELECT * FROM f`,
+        values: [file.jobId, fileCount, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
+      });
+      return inserted.rows[0]!;
+    });
+  }
+
+  async listFiles(jobId: string, offset: number, limit: number): Promise<FileRecord[]> {
+    // A seek on the primary key (job_id, seq): the cost of a page does not grow with offset.
+    return this.rows<FileRecord>(
+      `SELECT ${FILE} FROM checkpoint_files WHERE job_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3`,
+      [jobId, offset, limit],
+      "ckpt_list_files",
+    );
+  }
+
+  async getFile(jobId: string, nodeRank: number, relativeName: string): Promise<FileRecord | null> {
+    const [row] = await this.rows<FileRecord>(
+      `SELECT ${FILE} FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3`,
+      [jobId, nodeRank, relativeName],
+      "ckpt_get_file",
+    );
+    return row ?? null;
+  }
+
+  async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {
+    // A checkpoint is a top-level folder; files at the root form ".". adapter_config.json is
+    // matched exactly (no LIKE: "_" is a wildcard there), at any depth inside the folder.
+    return this.rows<CheckpointSummary>(
+      `SELECT CASE WHEN strpos(relative_name, '/') > 0 THEN split_part(relative_name, '/', 1) ELSE '.' END
+                AS "checkpointId",
+              SUM(size_bytes)::bigint AS "sizeBytes",
+              COUNT(*)::integer AS "fileCount",
+              MIN(created_at) AS "createdAt",
+              MAX(last_modified) AS "lastModified",
+              bool_or(relative_name = 'adapter_config.json' OR right(relative_name, 20) = '/adapter_config.json')
+                AS "hasAdapterConfig"
+       FROM checkpoint_files WHERE job_id = $1
+       GROUP BY 1 ORDER BY MIN(seq)`,
+      [jobId],
+    );
+  }
+}

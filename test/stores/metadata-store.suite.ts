@@ -1,0 +1,539 @@
+// The MetadataStore contract, as tests every backend must pass (SQLite and PostgreSQL run it
+// from metadata-sqlite.test.ts and metadata-postgres.test.ts). Each test opens a fresh, empty
+// store, so tests never see each other's rows.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { newId } from "../../src/domain/ids.js";
+import type { FileRecord, JobRecord, ProjectRecord } from "../../src/domain/types.js";
+import type { MetadataStore } from "../../src/stores/metadata/store.js";
+
+export interface OpenedStore {
+  store: MetadataStore;
+  cleanup(): Promise<void>;
+}
+
+/** What SQLite's `new Date().toISOString()` produces; every backend must return exactly this shape. */
+const ISO_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Long enough that the next timestamp is in a later millisecond. */
+const nextMillisecond = (): Promise<void> => sleep(3);
+
+function assertTimestamps(record: object, fields: string[]): void {
+  for (const field of fields) {
+    const value = (record as Record<string, unknown>)[field];
+    assert.equal(typeof value, "string", `${field} should be a string, got ${typeof value}`);
+    assert.match(value as string, ISO_MS_UTC, `${field}`);
+  }
+}
+
+const sha = (): string => randomBytes(32).toString("hex");
+
+interface Fixture {
+  orgId: string;
+  project: ProjectRecord;
+  job: JobRecord;
+}
+
+async function seed(store: MetadataStore, orgName = "acme"): Promise<Fixture> {
+  const org = await store.ensureOrganisation(orgName);
+  const project = await store.upsertProject(org.id, "llama-finetune");
+  const job = await store.createJob({ id: newId(), orgId: org.id, projectId: project.id, name: "run-1", spec: {}, priority: 0 });
+  return { orgId: org.id, project, job };
+}
+
+async function commitNew(store: MetadataStore, jobId: string, relativeName: string, nodeRank = 0, sizeBytes = 10): Promise<FileRecord> {
+  const result = await store.commitFile({ jobId, nodeRank, relativeName, sizeBytes, sha256: sha() });
+  assert.ok(typeof result === "object", `commit of ${relativeName} answered ${String(result)}`);
+  return result;
+}
+
+/** Registers the conformance tests for one backend. `open` returns a fresh, empty store. */
+export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore>): void {
+  const withStore = (body: (store: MetadataStore) => Promise<void>) => async () => {
+    const { store, cleanup } = await open();
+    try {
+      await body(store);
+    } finally {
+      await cleanup();
+    }
+  };
+
+  describe(`MetadataStore conformance: ${name}`, () => {
+    test("every record has exactly the domain type's fields", withStore(async (store) => {
+      const keys = (o: object | null | undefined): string[] => Object.keys(o ?? { missing: 1 }).sort();
+      const { orgId, project, job } = await seed(store);
+      await store.insertApiKey({ keyId: "key00001", orgId, secretHash: randomBytes(32) });
+      const file = await commitNew(store, job.id, "ckpt-1/a.bin");
+      assert.deepEqual(keys(await store.ensureOrganisation("acme")), ["createdAt", "id", "name"]);
+      assert.deepEqual(keys(await store.findApiKey("key00001")), ["createdAt", "keyId", "orgId", "orgName", "revokedAt", "secretHash"]);
+      assert.deepEqual(keys(project), ["createdAt", "id", "name", "orgId", "updatedAt"]);
+      assert.deepEqual(keys(await store.getJob(orgId, project.id, job.id)), [
+        "checkpointSyncStatus", "createdAt", "errorMessage", "fileCount", "id", "name",
+        "orgId", "priority", "projectId", "spec", "status", "updatedAt",
+      ]);
+      const fileKeys = ["createdAt", "jobId", "lastModified", "nodeRank", "relativeName", "seq", "sha256", "sizeBytes"];
+      assert.deepEqual(keys(file), fileKeys);
+      assert.deepEqual(keys((await store.listFiles(job.id, 0, 1))[0]), fileKeys);
+      assert.deepEqual(keys((await store.summarizeCheckpoints(job.id))[0]), [
+        "checkpointId", "createdAt", "fileCount", "hasAdapterConfig", "lastModified", "sizeBytes",
+      ]);
+      await store.markJobDeleted(orgId, project.id, job.id);
+      assert.deepEqual(keys((await store.jobsPendingPurge())[0]), ["jobId", "projectId"]);
+    }));
+
+    // --- Organisations and keys -----------------------------------------------------------------
+
+    test("ensureOrganisation creates once and then finds by name", withStore(async (store) => {
+      const a = await store.ensureOrganisation("acme");
+      assertTimestamps(a, ["createdAt"]);
+      assert.equal(a.name, "acme");
+      assert.deepEqual(await store.ensureOrganisation("acme"), a);
+      const b = await store.ensureOrganisation("globex");
+      assert.notEqual(b.id, a.id);
+    }));
+
+    test("ensureOrganisation called concurrently for one name yields one organisation", withStore(async (store) => {
+      const orgs = await Promise.all(Array.from({ length: 10 }, () => store.ensureOrganisation("acme")));
+      assert.equal(new Set(orgs.map((o) => o.id)).size, 1);
+    }));
+
+    test("api keys: insert, find with the org name, list in creation order, revoke once", withStore(async (store) => {
+      const acme = await store.ensureOrganisation("acme");
+      const globex = await store.ensureOrganisation("globex");
+      const hash1 = randomBytes(32);
+      const hash2 = randomBytes(32);
+      await store.insertApiKey({ keyId: "zzkey001", orgId: acme.id, secretHash: hash1 });
+      await nextMillisecond();
+      await store.insertApiKey({ keyId: "aakey002", orgId: globex.id, secretHash: hash2 });
+
+      const found = await store.findApiKey("zzkey001");
+      assert.ok(found);
+      assert.equal(found.orgId, acme.id);
+      assert.equal(found.orgName, "acme");
+      assert.ok(Buffer.isBuffer(found.secretHash));
+      assert.ok(found.secretHash.equals(hash1));
+      assert.equal(found.revokedAt, null);
+      assertTimestamps(found, ["createdAt"]);
+      assert.equal(await store.findApiKey("nokey000"), null);
+
+      const listed = await store.listApiKeys();
+      assert.deepEqual(listed.map((k) => [k.keyId, k.orgName]), [["zzkey001", "acme"], ["aakey002", "globex"]]);
+
+      assert.equal(await store.revokeApiKey("zzkey001"), true);
+      assert.equal(await store.revokeApiKey("zzkey001"), false, "revoking twice");
+      assert.equal(await store.revokeApiKey("nokey000"), false, "unknown key");
+      const revoked = await store.findApiKey("zzkey001");
+      assertTimestamps(revoked!, ["createdAt", "revokedAt"]);
+      assert.equal((await store.findApiKey("aakey002"))?.revokedAt, null, "other keys untouched");
+    }));
+
+    // --- Projects -------------------------------------------------------------------------------
+
+    test("upsertProject is idempotent by name within an org and distinct across orgs", withStore(async (store) => {
+      const acme = await store.ensureOrganisation("acme");
+      const globex = await store.ensureOrganisation("globex");
+      const first = await store.upsertProject(acme.id, "llama");
+      assertTimestamps(first, ["createdAt", "updatedAt"]);
+      assert.deepEqual([first.orgId, first.name], [acme.id, "llama"]);
+      await nextMillisecond();
+      const again = await store.upsertProject(acme.id, "llama");
+      assert.equal(again.id, first.id);
+      assert.equal(again.createdAt, first.createdAt);
+      assert.ok(again.updatedAt > first.updatedAt, "upserting an existing project touches updatedAt");
+      assert.deepEqual(await store.getProject(acme.id, first.id), again);
+
+      const theirs = await store.upsertProject(globex.id, "llama");
+      assert.notEqual(theirs.id, first.id);
+      assert.equal(theirs.orgId, globex.id);
+    }));
+
+    test("upsertProject called concurrently for one name yields one project", withStore(async (store) => {
+      const acme = await store.ensureOrganisation("acme");
+      const projects = await Promise.all(Array.from({ length: 10 }, () => store.upsertProject(acme.id, "llama")));
+      assert.equal(new Set(projects.map((p) => p.id)).size, 1);
+      assert.equal((await store.listProjects(acme.id)).length, 1);
+    }));
+
+    test("listProjects returns the org's live projects in creation order", withStore(async (store) => {
+      const acme = await store.ensureOrganisation("acme");
+      const globex = await store.ensureOrganisation("globex");
+      const names = ["b-second", "a-first", "c-third"];
+      const made: ProjectRecord[] = [];
+      for (const n of names) {
+        made.push(await store.upsertProject(acme.id, n));
+        await nextMillisecond();
+      }
+      await store.upsertProject(globex.id, "other");
+      assert.deepEqual((await store.listProjects(acme.id)).map((p) => p.name), names);
+      assert.deepEqual((await store.listProjects(globex.id)).map((p) => p.name), ["other"]);
+      assert.deepEqual(await store.listProjects("no-such-org"), []);
+    }));
+
+    test("another org cannot reach a project or its jobs by id", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store, "acme");
+      const intruder = await store.ensureOrganisation("intruder");
+      assert.equal(await store.getProject(intruder.id, project.id), null);
+      assert.deepEqual(await store.listProjects(intruder.id), []);
+      assert.equal(await store.markProjectDeleted(intruder.id, project.id), null);
+      assert.equal(await store.getJob(intruder.id, project.id, job.id), null);
+      assert.deepEqual(await store.listJobs(intruder.id, project.id), []);
+      assert.equal(await store.latestJob(intruder.id, project.id), null);
+      assert.equal((await store.latestJobs(intruder.id, [project.id])).size, 0);
+      assert.equal(await store.updateJob(intruder.id, project.id, job.id, { status: "TRAINING_JOB_FAILED" }), null);
+      assert.equal(await store.markJobDeleted(intruder.id, project.id, job.id), false);
+      // ...and nothing above changed the owner's rows
+      assert.ok(await store.getProject(orgId, project.id));
+      const still = await store.getJob(orgId, project.id, job.id);
+      assert.equal(still?.status, "TRAINING_JOB_CREATED");
+    }));
+
+    // --- Jobs -----------------------------------------------------------------------------------
+
+    test("createJob returns the new job with its spec verbatim", withStore(async (store) => {
+      const org = await store.ensureOrganisation("acme");
+      const project = await store.upsertProject(org.id, "llama");
+      // key order matters: the spec is echoed back as sent
+      const spec = { zeta: 1, alpha: { b: [1, 2.5, { y: null, x: "s" }], a: true }, name: "run-1", "ünï": "ok" };
+      const id = newId();
+      const job = await store.createJob({ id, orgId: org.id, projectId: project.id, name: "run-1", spec, priority: 3 });
+      assert.deepEqual(
+        { ...job, createdAt: "", updatedAt: "", spec: null },
+        {
+          id,
+          projectId: project.id,
+          orgId: org.id,
+          name: "run-1",
+          status: "TRAINING_JOB_CREATED",
+          errorMessage: null,
+          checkpointSyncStatus: null,
+          priority: 3,
+          spec: null,
+          createdAt: "",
+          updatedAt: "",
+          fileCount: 0,
+        },
+      );
+      assertTimestamps(job, ["createdAt", "updatedAt"]);
+      assert.equal(JSON.stringify(job.spec), JSON.stringify(spec));
+      const fetched = await store.getJob(org.id, project.id, id);
+      assert.deepEqual(fetched, job);
+      assert.equal(JSON.stringify(fetched?.spec), JSON.stringify(spec));
+      const unnamed = await store.createJob({ id: newId(), orgId: org.id, projectId: project.id, name: null, spec: {}, priority: 0 });
+      assert.equal(unnamed.name, null);
+    }));
+
+    test("listJobs is newest first; latestJob and latestJobs agree with it", withStore(async (store) => {
+      const org = await store.ensureOrganisation("acme");
+      const p1 = await store.upsertProject(org.id, "one");
+      const p2 = await store.upsertProject(org.id, "two");
+      const empty = await store.upsertProject(org.id, "empty");
+      const ids: string[] = [];
+      // created back to back, often within one millisecond: ties still break by creation order
+      for (let i = 0; i < 5; i++) {
+        ids.push((await store.createJob({ id: newId(), orgId: org.id, projectId: p1.id, name: `j${i}`, spec: {}, priority: 0 })).id);
+      }
+      const other = await store.createJob({ id: newId(), orgId: org.id, projectId: p2.id, name: null, spec: {}, priority: 0 });
+      assert.deepEqual((await store.listJobs(org.id, p1.id)).map((j) => j.id), [...ids].reverse());
+      assert.equal((await store.latestJob(org.id, p1.id))?.id, ids[4]);
+      assert.equal(await store.latestJob(org.id, empty.id), null);
+      const latest = await store.latestJobs(org.id, [p1.id, p2.id, empty.id]);
+      assert.deepEqual([...latest.keys()].sort(), [p1.id, p2.id].sort());
+      assert.equal(latest.get(p1.id)?.id, ids[4]);
+      assert.equal(latest.get(p2.id)?.id, other.id);
+      assert.equal((await store.latestJobs(org.id, [])).size, 0);
+    }));
+
+    test("getJob is scoped by org and project", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const sibling = await store.upsertProject(orgId, "sibling");
+      assert.deepEqual(await store.getJob(orgId, project.id, job.id), job);
+      assert.equal(await store.getJob(orgId, sibling.id, job.id), null, "wrong project");
+      assert.equal(await store.getJob(orgId, project.id, "nosuchjb"), null);
+    }));
+
+    test("updateJob changes only the given fields and touches updatedAt", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      await nextMillisecond();
+      const running = await store.updateJob(orgId, project.id, job.id, { status: "TRAINING_JOB_RUNNING" });
+      assert.ok(running);
+      assert.equal(running.status, "TRAINING_JOB_RUNNING");
+      assert.ok(running.updatedAt > job.updatedAt);
+      assert.equal(running.createdAt, job.createdAt);
+      assertTimestamps(running, ["createdAt", "updatedAt"]);
+
+      const failed = await store.updateJob(orgId, project.id, job.id, {
+        status: "TRAINING_JOB_FAILED",
+        errorMessage: "OOM on rank 3",
+        syncStatus: "SYNCING",
+        priority: 7,
+      });
+      assert.deepEqual(
+        [failed?.status, failed?.errorMessage, failed?.checkpointSyncStatus, failed?.priority],
+        ["TRAINING_JOB_FAILED", "OOM on rank 3", "SYNCING", 7],
+      );
+      const partly = await store.updateJob(orgId, project.id, job.id, { errorMessage: null, syncStatus: "COMPLETED" });
+      assert.deepEqual(
+        [partly?.status, partly?.errorMessage, partly?.checkpointSyncStatus, partly?.priority],
+        ["TRAINING_JOB_FAILED", null, "COMPLETED", 7],
+      );
+      assert.deepEqual(await store.getJob(orgId, project.id, job.id), partly);
+      assert.equal(await store.updateJob(orgId, project.id, "nosuchjb", { priority: 1 }), null);
+    }));
+
+    test("markJobDeleted hides the job at once; purgeJob then removes it and its files", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const keep = await store.createJob({ id: newId(), orgId, projectId: project.id, name: "keep", spec: {}, priority: 0 });
+      await commitNew(store, job.id, "ckpt-1/model.safetensors");
+      await commitNew(store, keep.id, "ckpt-1/model.safetensors");
+
+      assert.equal(await store.markJobDeleted(orgId, project.id, job.id), true);
+      assert.equal(await store.markJobDeleted(orgId, project.id, job.id), false, "already deleted");
+      assert.equal(await store.getJob(orgId, project.id, job.id), null);
+      assert.deepEqual((await store.listJobs(orgId, project.id)).map((j) => j.id), [keep.id]);
+      assert.equal((await store.latestJob(orgId, project.id))?.id, keep.id);
+      assert.equal(await store.updateJob(orgId, project.id, job.id, { priority: 1 }), null);
+      assert.deepEqual(await store.jobsPendingPurge(), [{ projectId: project.id, jobId: job.id }]);
+
+      await store.purgeJob(job.id);
+      assert.deepEqual(await store.jobsPendingPurge(), []);
+      assert.equal(await store.getFile(job.id, 0, "ckpt-1/model.safetensors"), null);
+      assert.deepEqual(await store.listFiles(job.id, 0, 10), []);
+      assert.ok(await store.getFile(keep.id, 0, "ckpt-1/model.safetensors"), "other jobs' files stay");
+      await store.purgeJob(job.id); // idempotent
+    }));
+
+    test("purgeJob leaves a live job and its files alone", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      await commitNew(store, job.id, "a.bin");
+      await store.purgeJob(job.id);
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 1);
+      assert.equal((await store.listFiles(job.id, 0, 10)).length, 1);
+    }));
+
+    test("markProjectDeleted hides the project and its jobs; purgeDeletedProjects waits for them", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const second = await store.createJob({ id: newId(), orgId, projectId: project.id, name: null, spec: {}, priority: 0 });
+      const bystander = await store.upsertProject(orgId, "bystander"); // live, no jobs: must survive
+      await commitNew(store, job.id, "ckpt-1/a.bin");
+
+      const marked = await store.markProjectDeleted(orgId, project.id);
+      assert.ok(marked);
+      assert.deepEqual([...marked.jobIds].sort(), [job.id, second.id].sort());
+      assert.equal(await store.markProjectDeleted(orgId, project.id), null, "already deleted");
+      assert.equal(await store.getProject(orgId, project.id), null);
+      assert.deepEqual((await store.listProjects(orgId)).map((p) => p.id), [bystander.id]);
+      assert.equal(await store.getJob(orgId, project.id, job.id), null);
+      assert.equal(await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "late.bin", sizeBytes: 1, sha256: null }), "job-gone");
+      assert.deepEqual(
+        (await store.jobsPendingPurge()).map((p) => p.jobId).sort(),
+        [job.id, second.id].sort(),
+      );
+
+      await store.purgeDeletedProjects(); // jobs not purged yet: the project row must stay (FKs)
+      for (const id of marked.jobIds) await store.purgeJob(id);
+      await store.purgeDeletedProjects();
+      await store.purgeDeletedProjects(); // idempotent
+      assert.deepEqual(await store.jobsPendingPurge(), []);
+      assert.deepEqual((await store.listProjects(orgId)).map((p) => p.id), [bystander.id]);
+      assert.ok(await store.getProject(orgId, bystander.id));
+
+      // the name is free again: a new project, not the deleted one
+      const reborn = await store.upsertProject(orgId, project.name);
+      assert.notEqual(reborn.id, project.id);
+      assert.deepEqual(await store.listJobs(orgId, reborn.id), []);
+    }));
+
+    // --- Files ----------------------------------------------------------------------------------
+
+    test("commitFile gives new files dense positions; a replacement keeps its position", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const names = ["ckpt-1/config.json", "ckpt-1/model.safetensors", "README.md"];
+      const committed: FileRecord[] = [];
+      for (const n of names) committed.push(await commitNew(store, job.id, n));
+      assert.deepEqual(committed.map((f) => f.seq), [0, 1, 2]);
+      const first = committed[0]!;
+      assert.equal(first.jobId, job.id);
+      assert.equal(first.nodeRank, 0);
+      assert.equal(first.relativeName, "ckpt-1/config.json");
+      assert.equal(first.sizeBytes, 10);
+      assert.match(first.sha256 ?? "", /^[0-9a-f]{64}$/);
+      assertTimestamps(first, ["createdAt", "lastModified"]);
+      assert.equal(first.createdAt, first.lastModified);
+      assert.deepEqual(await store.getFile(job.id, 0, "ckpt-1/config.json"), first);
+
+      const afterThree = await store.getJob(orgId, project.id, job.id);
+      assert.equal(afterThree?.fileCount, 3);
+      assert.ok(afterThree!.updatedAt >= job.updatedAt);
+
+      await nextMillisecond();
+      const replaced = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "ckpt-1/model.safetensors", sizeBytes: 99, sha256: null });
+      assert.ok(typeof replaced === "object");
+      assert.equal(replaced.seq, 1);
+      assert.equal(replaced.sizeBytes, 99);
+      assert.equal(replaced.sha256, null);
+      assert.equal(replaced.createdAt, committed[1]!.createdAt);
+      assert.ok(replaced.lastModified > committed[1]!.lastModified);
+      assert.deepEqual(await store.getFile(job.id, 0, "ckpt-1/model.safetensors"), replaced);
+      const afterReplace = await store.getJob(orgId, project.id, job.id);
+      assert.equal(afterReplace?.fileCount, 3, "a replacement is not a new file");
+      assert.ok(afterReplace!.updatedAt > afterThree!.updatedAt, "a replacement touches the job");
+
+      // the same name on another rank is another file
+      const rank1 = await commitNew(store, job.id, "ckpt-1/model.safetensors", 1);
+      assert.equal(rank1.seq, 3);
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 4);
+    }));
+
+    test("listFiles pages by position, including past the end", withStore(async (store) => {
+      const { job } = await seed(store);
+      for (let i = 0; i < 7; i++) await commitNew(store, job.id, `ckpt/f${i}.bin`, i % 2);
+      const all = await store.listFiles(job.id, 0, 100);
+      assert.deepEqual(all.map((f) => f.seq), [0, 1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(all.map((f) => f.relativeName), Array.from({ length: 7 }, (_, i) => `ckpt/f${i}.bin`));
+      assert.deepEqual(await store.listFiles(job.id, 0, 3), all.slice(0, 3));
+      assert.deepEqual(await store.listFiles(job.id, 3, 3), all.slice(3, 6));
+      assert.deepEqual(await store.listFiles(job.id, 6, 3), all.slice(6));
+      assert.deepEqual(await store.listFiles(job.id, 7, 3), []);
+      assert.deepEqual(await store.listFiles(job.id, 1000, 3), []);
+      assert.deepEqual(await store.listFiles(job.id, 2, 0), []);
+      assert.deepEqual(await store.listFiles("nosuchjb", 0, 10), []);
+      for (const f of all) assertTimestamps(f, ["createdAt", "lastModified"]);
+    }));
+
+    test("getFile finds by (job, rank, name) and nothing else", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const other = await store.createJob({ id: newId(), orgId, projectId: project.id, name: null, spec: {}, priority: 0 });
+      const file = await commitNew(store, job.id, "ckpt-1/a.bin", 2);
+      assert.deepEqual(await store.getFile(job.id, 2, "ckpt-1/a.bin"), file);
+      assert.equal(await store.getFile(job.id, 0, "ckpt-1/a.bin"), null, "other rank");
+      assert.equal(await store.getFile(job.id, 2, "ckpt-1/A.bin"), null, "names are case-sensitive");
+      assert.equal(await store.getFile(other.id, 2, "ckpt-1/a.bin"), null, "other job");
+    }));
+
+    test("sizes beyond 32 bits come back as exact numbers", withStore(async (store) => {
+      const { job } = await seed(store);
+      const big = 5 * 2 ** 40 + 7; // 5 TiB and change
+      const file = await commitNew(store, job.id, "ckpt-1/huge.bin", 0, big);
+      assert.equal(file.sizeBytes, big);
+      assert.equal((await store.getFile(job.id, 0, "ckpt-1/huge.bin"))?.sizeBytes, big);
+      assert.equal((await store.listFiles(job.id, 0, 1))[0]?.sizeBytes, big);
+      await commitNew(store, job.id, "ckpt-1/huge.bin", 1, big);
+      const [summary] = await store.summarizeCheckpoints(job.id);
+      assert.equal(summary?.sizeBytes, 2 * big);
+      assert.equal(typeof summary?.fileCount, "number");
+    }));
+
+    test("too-many-files refuses a new file at the limit but still allows replacements", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const commit = (relativeName: string, sizeBytes = 1) =>
+        store.commitFile({ jobId: job.id, nodeRank: 0, relativeName, sizeBytes, sha256: null, maxFilesPerJob: 3 });
+      for (const n of ["a", "b", "c"]) assert.equal(typeof (await commit(n)), "object");
+      assert.equal(await commit("d"), "too-many-files");
+      const replaced = await commit("b", 42);
+      assert.ok(typeof replaced === "object");
+      assert.deepEqual([replaced.seq, replaced.sizeBytes], [1, 42]);
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 3);
+      assert.deepEqual((await store.listFiles(job.id, 0, 10)).map((f) => f.relativeName), ["a", "b", "c"]);
+      assert.equal(await store.getFile(job.id, 0, "d"), null);
+    }));
+
+    test("commitFile answers job-gone for a deleted or unknown job", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      await commitNew(store, job.id, "a.bin");
+      assert.equal(await store.markJobDeleted(orgId, project.id, job.id), true);
+      const commit = (jobId: string, relativeName: string) =>
+        store.commitFile({ jobId, nodeRank: 0, relativeName, sizeBytes: 1, sha256: null });
+      assert.equal(await commit(job.id, "b.bin"), "job-gone", "new file");
+      assert.equal(await commit(job.id, "a.bin"), "job-gone", "replacement");
+      assert.equal(await commit("nosuchjb", "a.bin"), "job-gone", "unknown job");
+      assert.equal(await store.getFile(job.id, 0, "b.bin"), null);
+    }));
+
+    test("50 concurrent commits of distinct names take positions exactly 0..49", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          store.commitFile({ jobId: job.id, nodeRank: i % 4, relativeName: `ckpt-${i % 5}/shard-${i}.bin`, sizeBytes: i, sha256: null }),
+        ),
+      );
+      const seqs = results.map((r) => (typeof r === "object" ? r.seq : -1)).sort((a, b) => a - b);
+      assert.deepEqual(seqs, Array.from({ length: 50 }, (_, i) => i));
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 50);
+      const listed = await store.listFiles(job.id, 0, 100);
+      assert.deepEqual(listed.map((f) => f.seq), seqs);
+      assert.equal(new Set(listed.map((f) => `${f.nodeRank}/${f.relativeName}`)).size, 50);
+    }));
+
+    test("concurrent commits against the limit admit exactly that many new files", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const results = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: `f${i}`, sizeBytes: 1, sha256: null, maxFilesPerJob: 12 }),
+        ),
+      );
+      assert.equal(results.filter((r) => r === "too-many-files").length, 18);
+      const seqs = results.flatMap((r) => (typeof r === "object" ? [r.seq] : [])).sort((a, b) => a - b);
+      assert.deepEqual(seqs, Array.from({ length: 12 }, (_, i) => i));
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 12);
+    }));
+
+    test("concurrent commits of one new name insert it once", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "same.bin", sizeBytes: i, sha256: null }),
+        ),
+      );
+      assert.ok(results.every((r) => typeof r === "object" && r.seq === 0));
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 1);
+    }));
+
+    // --- Checkpoints ----------------------------------------------------------------------------
+
+    test("summarizeCheckpoints groups by top-level folder, root files as '.'", withStore(async (store) => {
+      const { job } = await seed(store);
+      assert.deepEqual(await store.summarizeCheckpoints(job.id), []);
+      const put = (relativeName: string, sizeBytes: number, nodeRank = 0) => commitNew(store, job.id, relativeName, nodeRank, sizeBytes);
+
+      const c100 = await put("checkpoint-100/model-00001.safetensors", 1000);
+      await put("checkpoint-100/model-00001.safetensors", 1001, 1); // same name, rank 1
+      await put("checkpoint-100/adapter_config.json", 5);
+      const root = await put("training_args.bin", 7);
+      await put("checkpoint-200/sub/deep/adapter_config.json", 3); // nested still counts
+      await put("checkpoint-300/adapter-config.json", 2); // "_" is not a wildcard
+      await put("checkpoint-300/ADAPTER_CONFIG.JSON", 2); // exact case only
+      await put("checkpoint-300/x_adapter_config.json", 2); // whole file name only
+      await put("checkpoint-200/optimizer.pt", 40);
+      await nextMillisecond();
+      const replaced = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "checkpoint-100/model-00001.safetensors", sizeBytes: 2000, sha256: null });
+      assert.ok(typeof replaced === "object");
+
+      const summary = await store.summarizeCheckpoints(job.id);
+      assert.deepEqual(
+        summary.map((c) => [c.checkpointId, c.fileCount, c.sizeBytes, c.hasAdapterConfig]),
+        [
+          ["checkpoint-100", 3, 2000 + 1001 + 5, true],
+          [".", 1, 7, false],
+          ["checkpoint-200", 2, 43, true],
+          ["checkpoint-300", 3, 6, false],
+        ],
+        "ordered by each checkpoint's first file",
+      );
+      const first = summary[0]!;
+      assertTimestamps(first, ["createdAt", "lastModified"]);
+      assert.equal(first.createdAt, c100.createdAt, "createdAt is the earliest file's");
+      assert.equal(first.lastModified, replaced.lastModified, "lastModified is the latest change");
+      assert.equal(summary[1]!.createdAt, root.createdAt);
+      assert.equal(summary[1]!.lastModified, root.lastModified);
+    }));
+
+    test("adapter_config.json at the root marks the '.' checkpoint", withStore(async (store) => {
+      const { job } = await seed(store);
+      await commitNew(store, job.id, "adapter_config.json");
+      const [root] = await store.summarizeCheckpoints(job.id);
+      assert.deepEqual([root?.checkpointId, root?.hasAdapterConfig], [".", true]);
+    }));
+  });
+}
