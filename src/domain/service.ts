@@ -232,7 +232,7 @@ export class CkptService {
     // The count read with the job may trail a commit that landed since; never report fewer
     // files than this page proves exist.
     const seen = pageToken + rows.length;
-    const totalCount = Math.max(job.fileCount, seen);
+    const totalCount = rows.length > 0 ? Math.max(job.fileCount, seen) : job.fileCount;
     const nextPageToken = rows.length > 0 && seen < totalCount ? seen : null;
     return { files, nextPageToken, totalCount };
   }

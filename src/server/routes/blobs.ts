@@ -10,6 +10,11 @@ import { parseRangeHeader } from "../range.js";
  * re-encoded from the decoded key, so a client that encodes characters differently still
  * matches, while any change to the file named does not.
  */
+/** Error bodies are JSON even after the byte headers of a download were set. */
+function fail(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.status(status).header("content-type", "application/json; charset=utf-8").send(JSON.stringify({ message, code }));
+}
+
 export const blobRoutes: FastifyPluginAsync<{ service: CkptService; signer: UrlSigner }> = async (app, { service, signer }) => {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const rawUrl = request.raw.url ?? "";
@@ -41,10 +46,10 @@ export const blobRoutes: FastifyPluginAsync<{ service: CkptService; signer: UrlS
 
     const ifMatch = request.headers["if-match"];
     if (ifMatch !== undefined && ifMatch !== "*" && !ifMatch.split(",").some((t) => t.trim() === stat.etag))
-      return reply.status(412).send({ message: "the file changed (If-Match did not match)", code: "PRECONDITION_FAILED" });
+      return fail(reply, 412, "PRECONDITION_FAILED", "the file changed (If-Match did not match)");
     const ifNoneMatch = request.headers["if-none-match"];
     if (ifNoneMatch !== undefined && ifNoneMatch.split(",").some((t) => t.trim() === stat.etag || t.trim() === "*"))
-      return reply.status(304).send();
+      return reply.status(304).removeHeader("content-type").send();
 
     // If-Range: a range is honoured only for the representation the client already has parts of.
     const ifRange = request.headers["if-range"];
@@ -52,7 +57,7 @@ export const blobRoutes: FastifyPluginAsync<{ service: CkptService; signer: UrlS
     const range = parseRangeHeader(rangeHeader, stat.sizeBytes);
     if (range.kind === "unsatisfiable") {
       reply.header("content-range", `bytes */${stat.sizeBytes}`);
-      return reply.status(416).send({ message: "range not satisfiable", code: "RANGE_NOT_SATISFIABLE" });
+      return fail(reply, 416, "RANGE_NOT_SATISFIABLE", "range not satisfiable");
     }
     const isHead = request.method === "HEAD";
     if (range.kind === "partial") {

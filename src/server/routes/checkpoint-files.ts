@@ -27,6 +27,13 @@ export const listCheckpointFilesRoute: FastifyPluginAsyncTypebox<{ service: Ckpt
         }),
         response: { 200: Type.Ref(GetTrainingJobCheckpointFilesResponseV1), ...errorResponses },
       },
+      // Before schema coercion: Ajv would turn "1e400" into Infinity and "0x10" into 16.
+      preValidation: async (request) => {
+        const query = request.query as Record<string, unknown>;
+        for (const name of ["page_size", "page_token"])
+          if (query[name] !== undefined && (typeof query[name] !== "string" || !/^[0-9]{1,16}$/.test(query[name] as string)))
+            throw badRequest(`${name} must be a non-negative integer`);
+      },
     },
     async (request) => {
       const { training_project_id: p, training_job_id: j } = request.params;

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { createWriteStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
 import { Transform, type Readable } from "node:stream";
@@ -70,7 +71,9 @@ export class LocalBlobStore implements BlobStore {
     try {
       const handle = await open(tmpPath, "wx", 0o644);
       try {
-        await pipeline(body, measure, handle.createWriteStream({ autoClose: false, highWaterMark: 1 << 20 }));
+        // Not handle.createWriteStream(): with autoClose false that stream keeps a reference on the
+        // handle forever, and handle.close() below would wait for it, never resolving.
+        await pipeline(body, measure, createWriteStream("", { fd: handle.fd, autoClose: false, highWaterMark: 1 << 20 }));
         if (options.expectedSize !== undefined && size !== options.expectedSize)
           throw new BlobIntegrityError(`body ended after ${size} of the declared ${options.expectedSize} bytes`);
         const sha256 = hash.digest("hex");

@@ -1,0 +1,151 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { startTestServer, type TestServer } from "../harness/server.js";
+import { setupJob, sha256 } from "../helpers/api.js";
+
+let server: TestServer;
+let shortLived: TestServer;
+before(async () => {
+  server = await startTestServer();
+  shortLived = await startTestServer({ env: { CKPT_URL_TTL: "1" } });
+});
+after(async () => {
+  await server.stop();
+  await shortLived.stop();
+});
+
+const bytes = randomBytes(100_000);
+
+async function uploaded(name = "checkpoint-1/model.safetensors", s = server) {
+  const job = await setupJob(s, `org-${Math.random()}`);
+  const put = await job.upload(0, name, bytes);
+  assert.equal(put.status, 201);
+  return { ...job, url: put.body.url as string };
+}
+
+describe("presigned download URLs (embedded store)", () => {
+  test("GET downloads the exact bytes with no API key, with validators and the digest", async () => {
+    const { url } = await uploaded();
+    const r = await fetch(url);
+    assert.equal(r.status, 200);
+    const body = Buffer.from(await r.arrayBuffer());
+    assert.equal(sha256(body), sha256(bytes));
+    assert.equal(r.headers.get("content-length"), String(bytes.length));
+    assert.equal(r.headers.get("accept-ranges"), "bytes");
+    assert.equal(r.headers.get("x-ckpt-sha256"), sha256(bytes));
+    assert.ok(r.headers.get("etag"));
+    assert.ok(!Number.isNaN(Date.parse(r.headers.get("last-modified")!)));
+    assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+  });
+
+  test("HEAD answers the headers without a body", async () => {
+    const { url } = await uploaded();
+    const r = await fetch(url, { method: "HEAD" });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("content-length"), String(bytes.length));
+    assert.equal((await r.arrayBuffer()).byteLength, 0);
+  });
+
+  const ranges: [string, number, number][] = [
+    ["bytes=0-9", 0, 9],
+    ["bytes=10-", 10, bytes.length - 1],
+    ["bytes=-100", bytes.length - 100, bytes.length - 1],
+    ["bytes=99990-200000", 99990, bytes.length - 1],
+    ["bytes=-200000", 0, bytes.length - 1],
+  ];
+  for (const [header, start, end] of ranges) {
+    test(`Range ${header} answers 206 with the right bytes and Content-Range`, async () => {
+      const { url } = await uploaded();
+      const r = await fetch(url, { headers: { range: header } });
+      assert.equal(r.status, 206);
+      assert.equal(r.headers.get("content-range"), `bytes ${start}-${end}/${bytes.length}`);
+      assert.deepEqual(Buffer.from(await r.arrayBuffer()), bytes.subarray(start, end + 1));
+    });
+  }
+
+  for (const header of ["bytes=100000-", "bytes=200000-300000", "bytes=-0"]) {
+    test(`unsatisfiable Range ${header} answers 416`, async () => {
+      const { url } = await uploaded();
+      const r = await fetch(url, { headers: { range: header } });
+      assert.equal(r.status, 416);
+      assert.equal(r.headers.get("content-range"), `bytes */${bytes.length}`);
+    });
+  }
+
+  test("If-Range with a stale ETag gets the whole new file, not a stitched range", async () => {
+    const { url, upload } = await uploaded("a.bin");
+    const etag = (await fetch(url, { method: "HEAD" })).headers.get("etag")!;
+    const ok = await fetch(url, { headers: { range: "bytes=0-9", "if-range": etag } });
+    assert.equal(ok.status, 206);
+    await ok.arrayBuffer();
+    const replacement = randomBytes(5000);
+    assert.equal((await upload(0, "a.bin", replacement)).status, 201);
+    const stale = await fetch(url, { headers: { range: "bytes=0-9", "if-range": etag } });
+    assert.equal(stale.status, 200);
+    assert.deepEqual(Buffer.from(await stale.arrayBuffer()), replacement);
+    assert.equal((await fetch(url, { headers: { "if-match": etag } })).status, 412);
+  });
+
+  test("tampering with the signature, the path or the expiry answers 403 and serves nothing", async () => {
+    const { url, upload } = await uploaded("x/one.bin");
+    assert.equal((await upload(0, "x/two.bin", Buffer.from("sibling"))).status, 201);
+    const u = new URL(url);
+    const sig = u.searchParams.get("X-Ckpt-Signature")!;
+    const variants: string[] = [];
+    const flip = (s: string) => s.slice(0, -1) + (s.endsWith("A") ? "B" : "A");
+    const withParam = (name: string, value: string) => {
+      const v = new URL(url);
+      v.searchParams.set(name, value);
+      return v.toString();
+    };
+    variants.push(withParam("X-Ckpt-Signature", flip(sig)));
+    variants.push(withParam("X-Ckpt-Signature", ""));
+    variants.push(withParam("X-Ckpt-Expires", String(Number(u.searchParams.get("X-Ckpt-Expires")) + 1)));
+    variants.push(withParam("X-Ckpt-Key-Id", "otherkey"));
+    variants.push(url.replace("/x/one.bin", "/x/two.bin"));
+    variants.push(url.replace("/rank-0/", "/rank-1/"));
+    variants.push(url.split("?")[0]!);
+    for (const v of variants) {
+      const r = await fetch(v);
+      assert.equal(r.status, 403, v);
+      const body = (await r.json()) as { message: unknown };
+      assert.equal(typeof body.message, "string");
+    }
+    // A GET URL cannot be used to write.
+    assert.notEqual((await fetch(url, { method: "PUT", body: "x" })).status, 200);
+  });
+
+  test("an expired URL answers 403", async () => {
+    const { url } = await uploaded("e.bin", shortLived);
+    // TTL is 1 s and expiry is checked to the second: wait until it has certainly passed.
+    await new Promise((r) => setTimeout(r, 2100));
+    const r = await fetch(url);
+    assert.equal(r.status, 403);
+    assert.match(((await r.json()) as { message: string }).message, /expired/);
+  });
+
+  test("the URL of a deleted file answers 404", async () => {
+    const { url, client, jobPath } = await uploaded("gone.bin");
+    assert.equal((await client.del(jobPath)).status, 200);
+    assert.equal((await fetch(url)).status, 404);
+  });
+
+  test("URLs are built from the configured public URL, never from the Host header", async () => {
+    const { client, jobPath } = await uploaded("h.bin");
+    const r = await client.call("GET", `${jobPath}/checkpoint_files`, undefined, { "x-forwarded-host": "evil.example", host: "evil.example" });
+    assert.equal(r.status, 200);
+    assert.ok(r.body.presigned_urls[0].url.startsWith(server.baseUrl + "/blobs/"));
+  });
+
+  test("names with spaces, unicode, '+', '%' and '#' download through their URLs", async () => {
+    const job = await setupJob(server, "org-odd-names");
+    for (const name of ["with space/a b.bin", "ünïcødé/模型.bin", "plus+sign.bin", "per%cent.bin", "hash#tag.bin", "q?mark.bin"]) {
+      const content = Buffer.from(`content of ${name}`);
+      const put = await job.upload(0, name, content);
+      assert.equal(put.status, 201, name);
+      assert.equal(put.body.relative_file_name, name);
+      assert.deepEqual(Buffer.from(await (await fetch(put.body.url)).arrayBuffer()), content, name);
+    }
+  });
+});
