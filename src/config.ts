@@ -4,6 +4,19 @@ import { resolve } from "node:path";
  * The one config loader: command-line flags beat environment variables beat defaults, and
  * everything is validated here once, so the rest of the code can trust its config.
  */
+export type BlobStoreConfig =
+  | { kind: "local" }
+  | {
+      kind: "s3";
+      bucket: string;
+      prefix: string;
+      endpoint?: string;
+      region: string;
+      forcePathStyle: boolean;
+      /** Static keys from AWS_ACCESS_KEY_ID/...; absent means the AWS SDK's default chain (profiles, IMDS, STS). */
+      credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    };
+
 export interface ServerConfig {
   dataDir: string;
   host: string;
@@ -16,6 +29,9 @@ export interface ServerConfig {
   /** Largest JSON request body, in bytes. */
   jsonBodyLimit: number;
   logLevel: string;
+  /** PostgreSQL URL for metadata; SQLite under dataDir when absent. */
+  databaseUrl?: string;
+  blobStore: BlobStoreConfig;
 }
 
 export interface ServerFlags {
@@ -26,6 +42,8 @@ export interface ServerFlags {
   urlTtl?: string | number;
   maxPageSize?: string | number;
   logLevel?: string;
+  databaseUrl?: string;
+  blobStore?: string;
 }
 
 export const DEFAULT_URL_TTL_SECONDS = 7 * 24 * 3600;
@@ -52,7 +70,12 @@ export function loadServerConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv
   } catch {
     throw new ConfigError(`public URL must be an absolute http(s) URL (got ${JSON.stringify(publicUrl)})`);
   }
+  const databaseUrl = flags.databaseUrl ?? env.CKPT_DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl))
+    throw new ConfigError("CKPT_DATABASE_URL must be a postgres:// URL");
   return {
+    databaseUrl: databaseUrl || undefined,
+    blobStore: blobStoreConfig(flags.blobStore ?? env.CKPT_BLOB_STORE, env),
     dataDir: resolve(flags.dataDir ?? env.CKPT_DATA_DIR ?? "./ckpt-data"),
     host,
     port,
@@ -62,5 +85,26 @@ export function loadServerConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv
     maxFilesPerJob: integer("max files per job", env.CKPT_MAX_FILES_PER_JOB, 10_000_000, 1, 1_000_000_000),
     jsonBodyLimit: integer("JSON body limit", env.CKPT_JSON_BODY_LIMIT, 1 << 20, 1024, 64 << 20),
     logLevel: flags.logLevel ?? env.CKPT_LOG_LEVEL ?? "info",
+  };
+}
+
+function blobStoreConfig(raw: string | undefined, env: NodeJS.ProcessEnv): BlobStoreConfig {
+  if (raw === undefined || raw === "" || raw === "local") return { kind: "local" };
+  const m = /^s3:\/\/([^/?#]+)\/?([^?#]*)$/.exec(raw);
+  if (!m) throw new ConfigError(`CKPT_BLOB_STORE must be 'local' or s3://bucket[/prefix] (got ${JSON.stringify(raw)})`);
+  const prefix = m[2]!.replace(/^\/+|\/+$/g, "");
+  const forcePathStyle = (env.CKPT_S3_FORCE_PATH_STYLE ?? (env.CKPT_S3_ENDPOINT ? "true" : "false")).toLowerCase();
+  if (!["true", "false", "1", "0"].includes(forcePathStyle)) throw new ConfigError("CKPT_S3_FORCE_PATH_STYLE must be true or false");
+  return {
+    kind: "s3",
+    bucket: m[1]!,
+    prefix: prefix ? `${prefix}/` : "",
+    endpoint: env.CKPT_S3_ENDPOINT || undefined,
+    region: env.CKPT_S3_REGION ?? env.AWS_REGION ?? "us-east-1",
+    forcePathStyle: forcePathStyle === "true" || forcePathStyle === "1",
+    credentials:
+      env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+        ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined }
+        : undefined,
   };
 }

@@ -1,16 +1,14 @@
 import type { Command } from "commander";
-import { join } from "node:path";
-import { mkdirSync } from "node:fs";
 import { loadServerConfig } from "../config.js";
 import { issueKey } from "../domain/keys.js";
 import { rotateKeyring } from "../stores/blobs/url-signing.js";
-import { SqliteMetadataStore } from "../stores/metadata/sqlite.js";
+import { openMetadataStore } from "../server/runtime.js";
 import { CliError, table } from "./common.js";
 
-function openStore(opts: { dataDir?: string }) {
+/** The metadata store the server would use: SQLite in --data-dir, or CKPT_DATABASE_URL. */
+async function openStore(opts: { dataDir?: string }) {
   const config = loadServerConfig({ dataDir: opts.dataDir });
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  return { config, store: new SqliteMetadataStore(join(config.dataDir, "ckpt.sqlite")) };
+  return { config, store: await openMetadataStore(config) };
 }
 
 export function registerAdmin(program: Command): void {
@@ -22,7 +20,7 @@ export function registerAdmin(program: Command): void {
     .requiredOption("--org <name>", "organisation name")
     .option("--data-dir <dir>", "data directory (env CKPT_DATA_DIR; default ./ckpt-data)")
     .action(async (opts) => {
-      const { store } = openStore(opts);
+      const { store } = await openStore(opts);
       try {
         const org = await store.ensureOrganisation(opts.org);
         const key = issueKey();
@@ -39,7 +37,7 @@ export function registerAdmin(program: Command): void {
     .description("revoke an API key (by its id, as listed by list-keys); takes effect on the next request")
     .option("--data-dir <dir>", "data directory")
     .action(async (keyId: string, opts) => {
-      const { store } = openStore(opts);
+      const { store } = await openStore(opts);
       try {
         // Accept the full key too, so a leaked key can be revoked by pasting it.
         const id = /^ckpt_([a-z0-9]+)\./.exec(keyId)?.[1] ?? keyId;
@@ -56,7 +54,7 @@ export function registerAdmin(program: Command): void {
     .option("--data-dir <dir>", "data directory")
     .option("-o, --output <format>", "table or json", "table")
     .action(async (opts) => {
-      const { store } = openStore(opts);
+      const { store } = await openStore(opts);
       try {
         const keys = await store.listApiKeys();
         const rows = keys.map((k) => ({ key_id: k.keyId, organisation: k.orgName, created_at: k.createdAt, revoked_at: k.revokedAt }));

@@ -32,6 +32,11 @@ export class CkptClient {
     this.extraHeaders = options.headers ?? {};
   }
 
+  /** The same client (URL, key, headers) sending its API requests through another `fetch`. */
+  withFetch(fetchImpl: typeof fetch): CkptClient {
+    return new CkptClient({ apiUrl: this.apiUrl, apiKey: this.apiKey, fetch: fetchImpl, headers: this.extraHeaders });
+  }
+
   /** Sends one API request and parses the JSON answer; failures become CkptApiError. */
   async request<T>(method: string, path: string, init: { body?: unknown; query?: Record<string, string | number>; signal?: AbortSignal } = {}): Promise<T> {
     const url = new URL(this.apiUrl + path);

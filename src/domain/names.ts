@@ -62,3 +62,10 @@ export function parseBlobKey(key: string): { projectId: string; jobId: string; n
   if (Number(rank) > MAX_NODE_RANK || relativeNameProblem(relativeName)) return null;
   return { projectId, jobId, nodeRank: Number(rank), relativeName };
 }
+
+/** The folders a name lies in, outermost first: "a/b/c" → ["a", "a/b"]. */
+export function ancestorsOf(relativeName: string): string[] {
+  const out: string[] = [];
+  for (let i = relativeName.indexOf("/"); i !== -1; i = relativeName.indexOf("/", i + 1)) out.push(relativeName.slice(0, i));
+  return out;
+}

@@ -179,6 +179,9 @@ export class CkptService {
     await this.getJob(caller, target.projectId, target.jobId);
     const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
     return this.withUploadLock(key, async () => {
+      const clash = await this.metadata.findPathConflict(target.jobId, target.nodeRank, target.relativeName);
+      if (clash !== null)
+        throw conflict(`'${target.relativeName}' and the existing '${clash}' cannot both exist in rank ${target.nodeRank}: one would be a file and a folder at once`);
       let put;
       try {
         put = await this.blobs.put(key, body, { expectedSize: integrity.contentLength, expectedSha256: integrity.sha256 });

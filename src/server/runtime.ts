@@ -3,22 +3,49 @@ import { join } from "node:path";
 import type { ServerConfig } from "../config.js";
 import { CkptService } from "../domain/service.js";
 import { LocalBlobStore } from "../stores/blobs/local.js";
+import { S3BlobStore } from "../stores/blobs/s3.js";
+import type { BlobStore } from "../stores/blobs/store.js";
 import { UrlSigner, loadOrCreateKeyring } from "../stores/blobs/url-signing.js";
+import { PostgresMetadataStore } from "../stores/metadata/postgres.js";
 import { SqliteMetadataStore } from "../stores/metadata/sqlite.js";
+import type { MetadataStore } from "../stores/metadata/store.js";
 
 export interface Runtime {
   service: CkptService;
+  /** Present when this server serves blobs itself (the local blob store). */
   signer?: UrlSigner;
   close(): Promise<void>;
 }
 
-/** Opens the stores a config names. Today: the embedded default (SQLite + local disk). */
-export async function openRuntime(config: ServerConfig): Promise<Runtime> {
+/** Opens the metadata store a config names: PostgreSQL when a database URL is set, else SQLite. */
+export async function openMetadataStore(config: ServerConfig): Promise<MetadataStore> {
+  if (config.databaseUrl) return PostgresMetadataStore.open(config.databaseUrl);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const metadata = new SqliteMetadataStore(join(config.dataDir, "ckpt.sqlite"));
-  const signer = new UrlSigner(loadOrCreateKeyring(config.dataDir));
-  const blobs = new LocalBlobStore(config.dataDir, signer, config.publicUrl);
-  await blobs.init();
+  return new SqliteMetadataStore(join(config.dataDir, "ckpt.sqlite"));
+}
+
+/** Opens the stores a config names: the embedded default (SQLite + local disk) or PostgreSQL + S3. */
+export async function openRuntime(config: ServerConfig): Promise<Runtime> {
+  const metadata = await openMetadataStore(config);
+  let blobs: BlobStore;
+  let signer: UrlSigner | undefined;
+  try {
+    if (config.blobStore.kind === "s3") {
+      const { kind: _kind, ...s3 } = config.blobStore;
+      const store = new S3BlobStore(s3);
+      await store.init();
+      blobs = store;
+    } else {
+      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      signer = new UrlSigner(loadOrCreateKeyring(config.dataDir));
+      const store = new LocalBlobStore(config.dataDir, signer, config.publicUrl);
+      await store.init();
+      blobs = store;
+    }
+  } catch (err) {
+    await metadata.close();
+    throw err;
+  }
   const service = new CkptService(metadata, blobs, {
     maxPageSize: config.maxPageSize,
     urlTtlSeconds: config.urlTtlSeconds,

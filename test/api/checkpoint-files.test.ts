@@ -69,7 +69,8 @@ describe("GET checkpoint_files", () => {
     assert.equal(file.node_rank, 3);
     assert.equal(file.size_bytes, 1234);
     assert.match(file.last_modified, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
-    assert.ok(file.url.startsWith(server.baseUrl + "/"), "URL is absolute and built from the public URL");
+    const urlBase = server.config.blobStore.kind === "s3" ? server.config.blobStore.endpoint! : server.baseUrl;
+    assert.ok(file.url.startsWith(urlBase + "/"), "URL is absolute: the public URL, or the S3 endpoint");
     const download = await fetch(file.url);
     assert.equal(sha256(Buffer.from(await download.arrayBuffer())), sha256(bytes));
   });

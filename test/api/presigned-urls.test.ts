@@ -16,6 +16,9 @@ after(async () => {
 });
 
 const bytes = randomBytes(100_000);
+/** The embedded store answers with ckpt's own headers and JSON errors; S3 with its own. */
+const local = () => server.backend === "sqlite-local";
+const digestOf = (r: Response) => r.headers.get("x-ckpt-sha256") ?? r.headers.get("x-amz-meta-sha256");
 
 async function uploaded(name = "checkpoint-1/model.safetensors", s = server) {
   const job = await setupJob(s, `org-${Math.random()}`);
@@ -33,13 +36,15 @@ describe("presigned download URLs (embedded store)", () => {
     assert.equal(sha256(body), sha256(bytes));
     assert.equal(r.headers.get("content-length"), String(bytes.length));
     assert.equal(r.headers.get("accept-ranges"), "bytes");
-    assert.equal(r.headers.get("x-ckpt-sha256"), sha256(bytes));
+    assert.equal(digestOf(r), sha256(bytes));
     assert.ok(r.headers.get("etag"));
     assert.ok(!Number.isNaN(Date.parse(r.headers.get("last-modified")!)));
-    assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+    if (local()) assert.equal(r.headers.get("x-content-type-options"), "nosniff");
   });
 
-  test("HEAD answers the headers without a body", async () => {
+  test("HEAD answers the headers without a body", async (t) => {
+    // On S3 a URL presigned for GET is refused for HEAD (as on AWS), so clients must not rely on it.
+    if (!local()) return t.skip("S3 refuses HEAD with a GET-presigned URL");
     const { url } = await uploaded();
     const r = await fetch(url, { method: "HEAD" });
     assert.equal(r.status, 200);
@@ -65,33 +70,41 @@ describe("presigned download URLs (embedded store)", () => {
   }
 
   for (const header of ["bytes=100000-", "bytes=200000-300000", "bytes=-0"]) {
-    test(`unsatisfiable Range ${header} answers 416`, async () => {
+    test(`unsatisfiable Range ${header} answers 416`, async (t) => {
+      if (header === "bytes=-0" && !local()) return t.skip("RGW answers bytes=-0 with the whole object");
       const { url } = await uploaded();
       const r = await fetch(url, { headers: { range: header } });
       assert.equal(r.status, 416);
-      assert.equal(r.headers.get("content-range"), `bytes */${bytes.length}`);
+      if (local()) assert.equal(r.headers.get("content-range"), `bytes */${bytes.length}`);
     });
   }
 
-  test("If-Range with a stale ETag gets the whole new file, not a stitched range", async () => {
+  test("a replaced file is never stitched: a stale If-Match is 412 (and a stale If-Range gets it whole)", async () => {
     const { url, upload } = await uploaded("a.bin");
-    const etag = (await fetch(url, { method: "HEAD" })).headers.get("etag")!;
-    const ok = await fetch(url, { headers: { range: "bytes=0-9", "if-range": etag } });
-    assert.equal(ok.status, 206);
-    await ok.arrayBuffer();
+    const first = await fetch(url, { headers: { range: "bytes=0-9" } });
+    const etag = first.headers.get("etag")!;
+    await first.arrayBuffer();
+    const same = await fetch(url, { headers: { range: "bytes=0-9", "if-match": etag } });
+    assert.equal(same.status, 206);
+    await same.arrayBuffer();
     const replacement = randomBytes(5000);
     assert.equal((await upload(0, "a.bin", replacement)).status, 201);
-    const stale = await fetch(url, { headers: { range: "bytes=0-9", "if-range": etag } });
-    assert.equal(stale.status, 200);
-    assert.deepEqual(Buffer.from(await stale.arrayBuffer()), replacement);
-    assert.equal((await fetch(url, { headers: { "if-match": etag } })).status, 412);
+    assert.equal((await fetch(url, { headers: { range: "bytes=0-9", "if-match": etag } })).status, 412);
+    if (local()) {
+      const stale = await fetch(url, { headers: { range: "bytes=0-9", "if-range": etag } });
+      assert.equal(stale.status, 200);
+      assert.deepEqual(Buffer.from(await stale.arrayBuffer()), replacement);
+    }
   });
 
   test("tampering with the signature, the path or the expiry answers 403 and serves nothing", async () => {
     const { url, upload } = await uploaded("x/one.bin");
     assert.equal((await upload(0, "x/two.bin", Buffer.from("sibling"))).status, 201);
     const u = new URL(url);
-    const sig = u.searchParams.get("X-Ckpt-Signature")!;
+    const p = local()
+      ? { signature: "X-Ckpt-Signature", expires: "X-Ckpt-Expires", keyId: "X-Ckpt-Key-Id" }
+      : { signature: "X-Amz-Signature", expires: "X-Amz-Expires", keyId: "X-Amz-Credential" };
+    const sig = u.searchParams.get(p.signature)!;
     const variants: string[] = [];
     const flip = (s: string) => s.slice(0, -1) + (s.endsWith("A") ? "B" : "A");
     const withParam = (name: string, value: string) => {
@@ -99,18 +112,21 @@ describe("presigned download URLs (embedded store)", () => {
       v.searchParams.set(name, value);
       return v.toString();
     };
-    variants.push(withParam("X-Ckpt-Signature", flip(sig)));
-    variants.push(withParam("X-Ckpt-Signature", ""));
-    variants.push(withParam("X-Ckpt-Expires", String(Number(u.searchParams.get("X-Ckpt-Expires")) + 1)));
-    variants.push(withParam("X-Ckpt-Key-Id", "otherkey"));
+    variants.push(withParam(p.signature, flip(sig)));
+    variants.push(withParam(p.signature, ""));
+    variants.push(withParam(p.expires, String(Number(u.searchParams.get(p.expires)) + 1)));
+    variants.push(withParam(p.keyId, "otherkey"));
     variants.push(url.replace("/x/one.bin", "/x/two.bin"));
     variants.push(url.replace("/rank-0/", "/rank-1/"));
     variants.push(url.split("?")[0]!);
     for (const v of variants) {
       const r = await fetch(v);
-      assert.equal(r.status, 403, v);
-      const body = (await r.json()) as { message: unknown };
-      assert.equal(typeof body.message, "string");
+      // S3 answers a malformed credential scope with 400 rather than 403; both serve nothing.
+      if (local() || !v.includes("otherkey")) assert.equal(r.status, 403, v);
+      else assert.equal(r.status, 400, v);
+      const text = await r.text();
+      assert.ok(!text.includes("sibling") && !text.includes(bytes.subarray(0, 16).toString("latin1")), "no bytes served");
+      if (local()) assert.equal(typeof JSON.parse(text).message, "string");
     }
     // A GET URL cannot be used to write.
     assert.notEqual((await fetch(url, { method: "PUT", body: "x" })).status, 200);
@@ -122,7 +138,7 @@ describe("presigned download URLs (embedded store)", () => {
     await new Promise((r) => setTimeout(r, 2100));
     const r = await fetch(url);
     assert.equal(r.status, 403);
-    assert.match(((await r.json()) as { message: string }).message, /expired/);
+    if (local()) assert.match(((await r.json()) as { message: string }).message, /expired/);
   });
 
   test("the URL of a deleted file answers 404", async () => {
@@ -135,7 +151,9 @@ describe("presigned download URLs (embedded store)", () => {
     const { client, jobPath } = await uploaded("h.bin");
     const r = await client.call("GET", `${jobPath}/checkpoint_files`, undefined, { "x-forwarded-host": "evil.example", host: "evil.example" });
     assert.equal(r.status, 200);
-    assert.ok(r.body.presigned_urls[0].url.startsWith(server.baseUrl + "/blobs/"));
+    const urlBase = local() ? server.baseUrl : server.config.blobStore.kind === "s3" ? server.config.blobStore.endpoint! : "";
+    assert.ok(r.body.presigned_urls[0].url.startsWith(urlBase + "/"), r.body.presigned_urls[0].url);
+    assert.ok(!r.body.presigned_urls[0].url.includes("evil"));
   });
 
   test("names with spaces, unicode, '+', '%' and '#' download through their URLs", async () => {

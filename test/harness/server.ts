@@ -10,6 +10,15 @@ import { issueKey } from "../../src/domain/keys.js";
 import type { CkptService } from "../../src/domain/service.js";
 import { buildApp } from "../../src/server/app.js";
 import { openRuntime, type Runtime } from "../../src/server/runtime.js";
+import { startPostgres } from "./postgres.js";
+import { startRgw } from "./rgw.js";
+
+/**
+ * Which stores a test server runs on. The API, client and CLI suites run once per backend:
+ * scripts/run-tests.mjs reruns them with CKPT_TEST_BACKEND=postgres-s3.
+ */
+export type Backend = "sqlite-local" | "postgres-s3";
+export const testBackend: Backend = process.env.CKPT_TEST_BACKEND === "postgres-s3" ? "postgres-s3" : "sqlite-local";
 
 /** A port that was free a moment ago (the kernel picks it); good enough on loopback in tests. */
 export async function freePort(): Promise<number> {
@@ -24,6 +33,7 @@ export async function freePort(): Promise<number> {
 }
 
 export interface TestServer {
+  backend: Backend;
   baseUrl: string;
   dataDir: string;
   config: ServerConfig;
@@ -45,12 +55,20 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "ckpt-test-"));
   const ownsDir = options.dataDir === undefined;
   const port = await freePort();
-  const config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...options.env });
-  const runtime: Runtime = await openRuntime(config);
+  const services = testBackend === "postgres-s3" ? await startScaleOutServices() : null;
+  const config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...options.env, ...services?.env });
+  let runtime: Runtime;
+  try {
+    runtime = await openRuntime(config);
+  } catch (err) {
+    await services?.stop();
+    throw err;
+  }
   await runtime.service.recover();
   const app = await buildApp({ service: runtime.service, signer: runtime.signer, jsonBodyLimit: config.jsonBodyLimit });
   await app.listen({ host: "127.0.0.1", port });
   return {
+    backend: testBackend,
     baseUrl: `http://127.0.0.1:${port}`,
     dataDir,
     config,
@@ -65,8 +83,34 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     async stop() {
       await app.close();
       await runtime.close();
+      await services?.stop();
       if (ownsDir) rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A throwaway PostgreSQL cluster and Ceph RGW for one test server, and the env that points at them. */
+async function startScaleOutServices(): Promise<{ env: NodeJS.ProcessEnv; stop(): Promise<void> }> {
+  const [pg, rgw] = await Promise.all([startPostgres(), startRgw()]);
+  const stop = async () => {
+    await Promise.all([pg?.stop(), rgw?.stop()]);
+  };
+  if (!pg || !rgw) {
+    await stop();
+    throw new Error("CKPT_TEST_BACKEND=postgres-s3 needs PostgreSQL and Ceph RGW installed");
+  }
+  const bucket = await rgw.createBucket();
+  return {
+    env: {
+      CKPT_DATABASE_URL: await pg.createDatabase(),
+      CKPT_BLOB_STORE: `s3://${bucket}/ckpt`,
+      CKPT_S3_ENDPOINT: rgw.endpoint,
+      CKPT_S3_REGION: rgw.region,
+      CKPT_S3_FORCE_PATH_STYLE: "true",
+      AWS_ACCESS_KEY_ID: rgw.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
+    },
+    stop,
   };
 }
 

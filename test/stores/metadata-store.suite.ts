@@ -412,6 +412,24 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.equal(await store.getFile(other.id, 2, "ckpt-1/a.bin"), null, "other job");
     }));
 
+    test("findPathConflict finds a file named like a folder of the name, or one inside it, in that rank only", withStore(async (store) => {
+      const { job } = await seed(store);
+      await commitNew(store, job.id, "ckpt/a", 0);
+      await commitNew(store, job.id, "deep/x/y/z.bin", 0);
+      await commitNew(store, job.id, "ckpt0", 0);
+      await commitNew(store, job.id, "ckpt-1/file", 0);
+      assert.equal(await store.findPathConflict(job.id, 0, "ckpt/a/b"), "ckpt/a", "a file where a folder would be");
+      assert.equal(await store.findPathConflict(job.id, 0, "deep/x"), "deep/x/y/z.bin", "a folder where a file would be");
+      assert.equal(await store.findPathConflict(job.id, 0, "deep"), "deep/x/y/z.bin");
+      assert.equal(await store.findPathConflict(job.id, 1, "ckpt/a/b"), null, "other rank");
+      assert.equal(await store.findPathConflict(job.id, 0, "ckpt/a"), null, "the same name is a replacement, not a conflict");
+      assert.equal(await store.findPathConflict(job.id, 0, "ckpt/b"), null);
+      // Neighbours in sort order that are not inside: "ckpt0", "ckpt-1/…" against "ckpt".
+      assert.equal(await store.findPathConflict(job.id, 0, "ckpt"), "ckpt/a");
+      assert.equal(await store.findPathConflict(job.id, 0, "ckpt-1/file/x"), "ckpt-1/file");
+      assert.equal(await store.findPathConflict(job.id, 0, "dee"), null);
+    }));
+
     test("sizes beyond 32 bits come back as exact numbers", withStore(async (store) => {
       const { job } = await seed(store);
       const big = 5 * 2 ** 40 + 7; // 5 TiB and change

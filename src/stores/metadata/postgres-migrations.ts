@@ -68,6 +68,12 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    // Byte-order index for findPathConflict's folder range scan (the default collation's order
+    // is locale-dependent and cannot answer "names inside folder N" as a range).
+    version: 2,
+    sql: `CREATE INDEX checkpoint_files_name_c ON checkpoint_files (job_id, node_rank, relative_name COLLATE "C");`,
+  },
 ];
 
 /**

@@ -1,3 +1,4 @@
+import { ancestorsOf } from "../../domain/names.js";
 import pg from "pg";
 import { newId } from "../../domain/ids.js";
 import type {
@@ -377,6 +378,27 @@ export class PostgresMetadataStore implements MetadataStore {
       "ckpt_get_file",
     );
     return row ?? null;
+  }
+
+  async findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
+    const ancestors = ancestorsOf(relativeName);
+    if (ancestors.length > 0) {
+      const [hit] = await this.rows<{ name: string }>(
+        "SELECT relative_name AS name FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name = ANY($3::text[]) LIMIT 1",
+        [jobId, nodeRank, ancestors],
+        "ckpt_conflict_ancestor",
+      );
+      if (hit) return hit.name;
+    }
+    // Byte order ("C" collation, served by the index of migration 2): names inside folder N sort
+    // between "N/" and "N0".
+    const [inside] = await this.rows<{ name: string }>(
+      `SELECT relative_name AS name FROM checkpoint_files
+       WHERE job_id = $1 AND node_rank = $2 AND relative_name COLLATE "C" > $3 AND relative_name COLLATE "C" < $4 LIMIT 1`,
+      [jobId, nodeRank, `${relativeName}/`, `${relativeName}0`],
+      "ckpt_conflict_inside",
+    );
+    return inside?.name ?? null;
   }
 
   async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {

@@ -12,6 +12,7 @@ import type {
 } from "../../domain/types.js";
 import type { MetadataStore } from "./store.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
+import { ancestorsOf } from "../../domain/names.js";
 
 const nowIso = () => new Date().toISOString();
 
@@ -150,6 +151,10 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       bumpFileCount: db.prepare("UPDATE jobs SET file_count = file_count + 1, updated_at = ? WHERE id = ?"),
       touchJob: db.prepare("UPDATE jobs SET updated_at = ? WHERE id = ?"),
+      // Names inside folder N sort between "N/" and "N0" ('0' follows '/' in byte order, SQLite's default).
+      firstInside: db.prepare(
+        "SELECT relative_name FROM checkpoint_files WHERE job_id = ? AND node_rank = ? AND relative_name > ? AND relative_name < ? LIMIT 1",
+      ),
       pageOfFiles: db.prepare("SELECT * FROM checkpoint_files WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?"),
       checkpoints: db.prepare(
         `SELECT CASE WHEN instr(relative_name, '/') > 0 THEN substr(relative_name, 1, instr(relative_name, '/') - 1)
@@ -384,6 +389,13 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   /** adapter_config.json is matched exactly: LIKE would treat "_" as a wildcard and ignore case. */
+  async findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
+    for (const ancestor of ancestorsOf(relativeName))
+      if (this.stmts.fileByName.get(jobId, nodeRank, ancestor)) return ancestor;
+    const inside = this.stmts.firstInside.get(jobId, nodeRank, `${relativeName}/`, `${relativeName}0`) as { relative_name: string } | undefined;
+    return inside?.relative_name ?? null;
+  }
+
   async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {
     const rows = this.stmts.checkpoints.all(jobId) as {
       checkpoint_id: string;

@@ -76,5 +76,11 @@ export interface MetadataStore {
   }): Promise<FileRecord | "job-gone" | "too-many-files">;
   listFiles(jobId: string, offset: number, limit: number): Promise<FileRecord[]>;
   getFile(jobId: string, nodeRank: number, relativeName: string): Promise<FileRecord | null>;
+  /**
+   * A file of the same rank that `relativeName` cannot coexist with on a filesystem: one named
+   * like a folder of it (`a` for `a/b`) or one inside it (`a/b` for `a`). Null when there is none.
+   * Checked on every backend, so a job stays downloadable to disk even when S3 would accept both.
+   */
+  findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null>;
   summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]>;
 }
