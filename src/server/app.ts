@@ -1,5 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
+import { Ajv } from "ajv";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { CkptService } from "../domain/service.js";
 import type { UrlSigner } from "../stores/blobs/url-signing.js";
@@ -46,8 +47,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     connectionTimeout: 0,
     requestTimeout: 0,
     return503OnClosing: true,
-    ajv: { customOptions: { coerceTypes: "array", useDefaults: true, removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Path, query and header values arrive as strings and are coerced to their schema's type; a
+  // JSON body is not: {"name": 42} is a client error, not the name "42".
+  const coercing = new Ajv({ coerceTypes: "array", useDefaults: true, removeAdditional: false, allErrors: false });
+  const exact = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === "body" ? exact : coercing).compile(schema));
 
   for (const schema of SharedSchemas) app.addSchema(schema);
 
