@@ -29,10 +29,52 @@ export interface ServerConfig {
   /** Largest JSON request body, in bytes. */
   jsonBodyLimit: number;
   logLevel: string;
+  /** Part size of direct uploads (parts are PUT in parallel). */
+  uploadPartSize: number;
   /** PostgreSQL URL for metadata; SQLite under dataDir when absent. */
   databaseUrl?: string;
   blobStore: BlobStoreConfig;
+  /** Terminate TLS in the server itself (PEM files); plain HTTP when absent. */
+  tls?: { certFile: string; keyFile: string };
+  /**
+   * Behind a reverse proxy: trust its X-Forwarded-* headers (true: any hop; a string: a
+   * comma-separated list of proxy addresses or CIDRs). Off: the peer address is the client.
+   */
+  trustProxy: boolean | string;
+  /** Per-API-key request rate; null (the default) is no limit. */
+  rateLimit: RateLimit | null;
+  connectionLimits: ConnectionLimits;
+  /** On SIGTERM, how long in-flight requests may take before their connections are closed. */
+  gracePeriodSeconds: number;
 }
+
+/** A token bucket per API key: `perSecond` requests a second on average, bursts up to `burst`. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
+/**
+ * What a slow or hostile client may hold. Uploads are large and legitimately long, so a body
+ * streamed to the blob store is bounded by inactivity (idleTimeoutSeconds), never by a total time.
+ */
+export interface ConnectionLimits {
+  /** The whole header block must arrive within this (slowloris). */
+  headersTimeoutSeconds: number;
+  /** A request whose body is buffered (JSON) must be complete within this after its headers. */
+  requestTimeoutSeconds: number;
+  /** No byte in either direction for this long in the middle of a request closes the connection. */
+  idleTimeoutSeconds: number;
+  /** Largest header block (request line included); 431 above. */
+  maxHeaderBytes: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  headersTimeoutSeconds: 30,
+  requestTimeoutSeconds: 30,
+  idleTimeoutSeconds: 60,
+  maxHeaderBytes: 16 * 1024,
+};
 
 export interface ServerFlags {
   dataDir?: string;
@@ -44,6 +86,18 @@ export interface ServerFlags {
   logLevel?: string;
   databaseUrl?: string;
   blobStore?: string;
+  maxFilesPerJob?: string | number;
+  jsonBodyLimit?: string | number;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** `--trust-proxy` alone is true; with a value, the proxies' addresses. */
+  trustProxy?: boolean | string;
+  rateLimit?: string;
+  headersTimeout?: string | number;
+  requestTimeout?: string | number;
+  idleTimeout?: string | number;
+  maxHeaderBytes?: string | number;
+  gracePeriod?: string | number;
 }
 
 export const DEFAULT_URL_TTL_SECONDS = 7 * 24 * 3600;
@@ -62,8 +116,10 @@ function integer(name: string, raw: string | number | undefined, fallback: numbe
 export function loadServerConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const host = flags.host ?? env.CKPT_HOST ?? "127.0.0.1";
   const port = integer("port", flags.port ?? env.CKPT_PORT, 8787, 0, 65535);
+  const tls = tlsConfig(flags.tlsCert ?? env.CKPT_TLS_CERT, flags.tlsKey ?? env.CKPT_TLS_KEY);
+  const scheme = tls ? "https" : "http";
   const displayHost = host.includes(":") ? `[${host}]` : host === "0.0.0.0" ? "127.0.0.1" : host;
-  const publicUrl = (flags.publicUrl ?? env.CKPT_PUBLIC_URL ?? `http://${displayHost}:${port}`).replace(/\/+$/, "");
+  const publicUrl = (flags.publicUrl ?? env.CKPT_PUBLIC_URL ?? `${scheme}://${displayHost}:${port}`).replace(/\/+$/, "");
   try {
     const parsed = new URL(publicUrl);
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error();
@@ -82,10 +138,50 @@ export function loadServerConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv
     publicUrl,
     urlTtlSeconds: integer("url TTL", flags.urlTtl ?? env.CKPT_URL_TTL, DEFAULT_URL_TTL_SECONDS, 1, 365 * 24 * 3600),
     maxPageSize: integer("max page size", flags.maxPageSize ?? env.CKPT_MAX_PAGE_SIZE, DEFAULT_MAX_PAGE_SIZE, 1, 100_000),
-    maxFilesPerJob: integer("max files per job", env.CKPT_MAX_FILES_PER_JOB, 10_000_000, 1, 1_000_000_000),
-    jsonBodyLimit: integer("JSON body limit", env.CKPT_JSON_BODY_LIMIT, 1 << 20, 1024, 64 << 20),
+    maxFilesPerJob: integer("max files per job", flags.maxFilesPerJob ?? env.CKPT_MAX_FILES_PER_JOB, 10_000_000, 1, 1_000_000_000),
+    uploadPartSize: integer("upload part size", env.CKPT_UPLOAD_PART_SIZE, 64 << 20, 5 << 20, 5 << 30),
+    jsonBodyLimit: integer("JSON body limit", flags.jsonBodyLimit ?? env.CKPT_JSON_BODY_LIMIT, 1 << 20, 1024, 64 << 20),
     logLevel: flags.logLevel ?? env.CKPT_LOG_LEVEL ?? "info",
+    tls,
+    trustProxy: trustProxyConfig(flags.trustProxy ?? env.CKPT_TRUST_PROXY),
+    rateLimit: rateLimitConfig(flags.rateLimit ?? env.CKPT_RATE_LIMIT),
+    connectionLimits: {
+      headersTimeoutSeconds: integer("headers timeout", flags.headersTimeout ?? env.CKPT_HEADERS_TIMEOUT, DEFAULT_CONNECTION_LIMITS.headersTimeoutSeconds, 1, 3600),
+      requestTimeoutSeconds: integer("request timeout", flags.requestTimeout ?? env.CKPT_REQUEST_TIMEOUT, DEFAULT_CONNECTION_LIMITS.requestTimeoutSeconds, 1, 3600),
+      idleTimeoutSeconds: integer("idle timeout", flags.idleTimeout ?? env.CKPT_IDLE_TIMEOUT, DEFAULT_CONNECTION_LIMITS.idleTimeoutSeconds, 1, 3600),
+      maxHeaderBytes: integer("max header bytes", flags.maxHeaderBytes ?? env.CKPT_MAX_HEADER_BYTES, DEFAULT_CONNECTION_LIMITS.maxHeaderBytes, 1024, 1 << 20),
+    },
+    gracePeriodSeconds: integer("grace period", flags.gracePeriod ?? env.CKPT_GRACE_PERIOD, 30, 0, 3600),
   };
+}
+
+function tlsConfig(certFile: string | undefined, keyFile: string | undefined): ServerConfig["tls"] {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError("TLS needs both --tls-cert and --tls-key (env CKPT_TLS_CERT, CKPT_TLS_KEY)");
+  return { certFile: resolve(certFile), keyFile: resolve(keyFile) };
+}
+
+function trustProxyConfig(raw: boolean | string | undefined): boolean | string {
+  if (raw === undefined || raw === false) return false;
+  if (raw === true) return true;
+  const value = raw.trim().toLowerCase();
+  if (["", "false", "0", "off"].includes(value)) return false;
+  if (["true", "1", "on"].includes(value)) return true;
+  // Addresses, CIDRs or proxy-addr names (loopback, uniquelocal...), as Fastify takes them.
+  if (!/^[0-9a-z.:/]+(\s*,\s*[0-9a-z.:/]+)*$/.test(value))
+    throw new ConfigError(`trust proxy must be true, false or a comma-separated list of addresses/CIDRs (got ${JSON.stringify(raw)})`);
+  return value;
+}
+
+/** `RATE[:BURST]` requests per second per key, e.g. `20` or `20:100`; `0`/`off` (the default) is none. */
+function rateLimitConfig(raw: string | undefined): RateLimit | null {
+  if (raw === undefined || ["", "0", "off", "false"].includes(raw.trim().toLowerCase())) return null;
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*(?::\s*([0-9]+)\s*)?$/.exec(raw);
+  const perSecond = m ? Number(m[1]) : NaN;
+  const burst = m?.[2] !== undefined ? Number(m[2]) : Math.max(1, Math.ceil(perSecond));
+  if (!m || !(perSecond > 0) || perSecond > 1_000_000 || !Number.isSafeInteger(burst) || burst < 1)
+    throw new ConfigError(`rate limit must be RATE[:BURST] requests per second, e.g. 20 or 20:100 (got ${JSON.stringify(raw)})`);
+  return { perSecond, burst };
 }
 
 function blobStoreConfig(raw: string | undefined, env: NodeJS.ProcessEnv): BlobStoreConfig {

@@ -2,8 +2,11 @@ import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
 import { issueKey } from "../domain/keys.js";
 import { rotateKeyring } from "../stores/blobs/url-signing.js";
-import { openMetadataStore } from "../server/runtime.js";
+import { openMetadataStore, openRuntime } from "../server/runtime.js";
+import type { CkptService } from "../domain/service.js";
 import { CliError, table } from "./common.js";
+import { registerAdminImport } from "./admin-import.js";
+import { registerAdminMigrate } from "./admin-migrate.js";
 
 /** The metadata store the server would use: SQLite in --data-dir, or CKPT_DATABASE_URL. */
 async function openStore(opts: { dataDir?: string }) {
@@ -13,6 +16,8 @@ async function openStore(opts: { dataDir?: string }) {
 
 export function registerAdmin(program: Command): void {
   const admin = program.command("admin").description("administer a ckpt data directory (runs locally, no server needed)");
+  registerAdminImport(admin);
+  registerAdminMigrate(admin);
 
   admin
     .command("create-key")
@@ -70,7 +75,7 @@ export function registerAdmin(program: Command): void {
 
   admin
     .command("rotate-url-secret")
-    .description("start signing presigned URLs with a new secret; restart the server to apply")
+    .description("start signing presigned URLs with a new secret; running servers pick it up within a second")
     .option("--data-dir <dir>", "data directory")
     .option("--revoke-previous", "also invalidate every URL signed with earlier secrets")
     .action(async (opts) => {
@@ -80,4 +85,71 @@ export function registerAdmin(program: Command): void {
         `new URL signing secret ${keyring.currentKeyId}; ${opts.revokePrevious ? "earlier URLs are revoked" : `earlier URLs stay valid until they expire`}\n`,
       );
     });
+
+  admin
+    .command("gc")
+    .description(
+      "finish interrupted deletes, remove temporary data of interrupted uploads, and report and remove orphan blobs " +
+        "(bytes that no listed file owns). On the embedded default, run it with the server stopped: it would remove " +
+        "the temporary files of uploads in flight (the server sweeps them itself at start-up)",
+    )
+    .option("--data-dir <dir>", "data directory (env CKPT_DATA_DIR; default ./ckpt-data)")
+    .option("--dry-run", "report only; change nothing")
+    .option("--min-age <seconds>", "keep orphans younger than this: a running server may be about to commit them", "3600")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (opts) => {
+      const config = loadServerConfig({ dataDir: opts.dataDir });
+      if (!/^[0-9]+$/.test(String(opts.minAge))) throw new CliError("--min-age must be a whole number of seconds");
+      const minAgeSeconds = Number(opts.minAge);
+      const dryRun = Boolean(opts.dryRun);
+      const runtime = await openRuntime(config);
+      try {
+        const report = await collectGarbage(runtime.service, { dryRun, minAgeMs: minAgeSeconds * 1000 });
+        if (opts.output === "json") process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+        else process.stdout.write(formatGcReport(report, dryRun));
+      } finally {
+        await runtime.close();
+      }
+    });
+}
+
+export interface GcReport {
+  /** Jobs whose delete was interrupted (marked deleted, bytes or rows left). */
+  interruptedDeletes: number;
+  /** Temporary upload files (local) or multipart uploads (S3) removed; 0 in a dry run. */
+  temporaryRemoved: number;
+  orphans: { key: string; sizeBytes: number; action: "removed" | "kept: too young" | "would remove" }[];
+}
+
+/**
+ * Garbage is what a crash or a bug can leave: a job marked deleted whose bytes remain,
+ * temporary upload data, and blobs under training_projects/ that no live file row owns. A blob
+ * younger than `minAgeMs` is spared even then: it may have just been renamed into place by an
+ * upload whose row is about to be committed.
+ */
+export async function collectGarbage(service: CkptService, options: { dryRun: boolean; minAgeMs: number }): Promise<GcReport> {
+  const interruptedDeletes = (await service.metadata.jobsPendingPurge()).length;
+  // recover() is what a starting server runs: it sweeps temporary data and finishes deletes.
+  const temporaryRemoved = options.dryRun ? 0 : (await service.recover()).incompleteUploadsRemoved;
+  const orphans: GcReport["orphans"] = [];
+  for await (const key of service.blobs.listKeys("training_projects/")) {
+    if (await service.fileForBlobKey(key)) continue;
+    const stat = await service.blobs.stat(key);
+    if (!stat) continue; // removed since it was listed
+    const young = Date.now() - stat.lastModified.getTime() < options.minAgeMs;
+    const action = young ? "kept: too young" : options.dryRun ? "would remove" : "removed";
+    if (action === "removed") await service.blobs.delete(key);
+    orphans.push({ key, sizeBytes: stat.sizeBytes, action });
+  }
+  return { interruptedDeletes, temporaryRemoved, orphans };
+}
+
+function formatGcReport(report: GcReport, dryRun: boolean): string {
+  const lines = [
+    `${report.interruptedDeletes} interrupted job delete(s) ${dryRun ? "to finish" : "finished"}`,
+    dryRun ? "temporary upload data: not inspected in a dry run" : `${report.temporaryRemoved} temporary upload file(s) removed`,
+    ...report.orphans.map((o) => `orphan ${o.key} (${o.sizeBytes} bytes): ${o.action}`),
+    `${report.orphans.length} orphan blob(s), ${report.orphans.reduce((n, o) => n + o.sizeBytes, 0)} bytes`,
+  ];
+  return lines.join("\n") + "\n";
 }

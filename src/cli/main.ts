@@ -1,9 +1,16 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
 import { registerAdmin } from "./admin.js";
+import { registerCheckpoints } from "./checkpoints.js";
 import { CliError, describeError } from "./common.js";
+import { registerDownload } from "./download.js";
+import { registerJobs } from "./jobs.js";
+import { registerLs } from "./ls.js";
+import { registerProjects } from "./projects.js";
 import { registerPush } from "./push.js";
+import { registerRun } from "./run.js";
 import { registerServe } from "./serve.js";
+import { registerSync } from "./sync.js";
 
 const program = new Command()
   .name("ckpt")
@@ -14,6 +21,13 @@ const program = new Command()
 registerServe(program);
 registerAdmin(program);
 registerPush(program);
+registerProjects(program);
+registerJobs(program);
+registerCheckpoints(program);
+registerLs(program);
+registerDownload(program);
+registerRun(program);
+registerSync(program);
 
 try {
   await program.parseAsync(process.argv);

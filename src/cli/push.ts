@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { readdir, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { relativeNameProblem } from "../domain/names.js";
+import { uploadFileDirect } from "../client/direct-upload.js";
 import { sha256OfFile, uploadCheckpointFile } from "../client/upload.js";
 import type { CheckpointFile } from "../client/types.js";
 import { CliError, clientFrom, formatBytes, parseIntegerOption, withRemoteOptions } from "./common.js";
@@ -32,6 +33,7 @@ export function registerPush(program: Command): void {
       .requiredOption("--job <id>", "training job id")
       .option("--node-rank <n>", "node rank of these files", parseIntegerOption("--node-rank", 0, 65535), 0)
       .option("--concurrency <n>", "files uploaded at once", parseIntegerOption("--concurrency", 1, 256), 8)
+      .option("--via-server", "stream each file through the API server (one PUT) instead of direct uploads")
       .option("--quiet", "print nothing but errors"),
   ).action(async (dir: string, opts) => {
     const client = clientFrom(opts);
@@ -58,11 +60,13 @@ export function registerPush(program: Command): void {
       try {
         const sha256 = await sha256OfFile(f.path);
         const existing = remote.get(f.name);
-        if (existing && existing.size_bytes === f.size && (await remoteSha256(existing.url)) === sha256) {
+        if (existing && existing.size_bytes === f.size && (await remoteSha256(existing.url, f.size)) === sha256) {
           skipped++;
           return;
         }
-        await uploadCheckpointFile(client, { projectId: project.id, jobId: job.id, nodeRank, relativeName: f.name, path: f.path, sha256 });
+        const target = { projectId: project.id, jobId: job.id, nodeRank, relativeName: f.name, path: f.path, sha256 };
+        if (opts.viaServer) await uploadCheckpointFile(client, target);
+        else await uploadFileDirect(client, target);
         uploaded++;
         bytes += f.size;
         if (!opts.quiet) process.stderr.write(`uploaded ${f.name} (${formatBytes(f.size)})\n`);
@@ -76,9 +80,15 @@ export function registerPush(program: Command): void {
   });
 }
 
-/** The digest a presigned URL's server reports (ckpt: x-ckpt-sha256; S3: x-amz-meta-sha256). */
-async function remoteSha256(url: string): Promise<string | null> {
-  const response = await fetch(url, { method: "HEAD" }).catch(() => null);
-  if (!response?.ok) return null;
+/**
+ * The digest a presigned URL's server reports (ckpt: x-ckpt-sha256; S3: x-amz-meta-sha256).
+ * A one-byte ranged GET, not a HEAD: S3 refuses HEAD with a URL presigned for GET.
+ */
+async function remoteSha256(url: string, sizeBytes: number): Promise<string | null> {
+  // An empty file has no byte 0 to ask for; its whole body is nothing anyway.
+  const response = await fetch(url, sizeBytes > 0 ? { headers: { range: "bytes=0-0" } } : {}).catch(() => null);
+  if (!response) return null;
+  await response.body?.cancel().catch(() => {});
+  if (!response.ok) return null;
   return response.headers.get("x-ckpt-sha256") ?? response.headers.get("x-amz-meta-sha256");
 }

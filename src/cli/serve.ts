@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import pino from "pino";
 import { loadServerConfig } from "../config.js";
@@ -17,17 +18,39 @@ export function registerServe(program: Command): void {
     .option("--public-url <url>", "base of presigned URLs (env CKPT_PUBLIC_URL; default the listen address)")
     .option("--url-ttl <seconds>", "presigned URL lifetime (env CKPT_URL_TTL; default 604800 = 7 days)")
     .option("--max-page-size <n>", "largest checkpoint_files page (env CKPT_MAX_PAGE_SIZE; default 1000)")
+    .option("--max-files-per-job <n>", "new files beyond this are refused with 409 (env CKPT_MAX_FILES_PER_JOB; default 10000000)")
+    .option("--json-body-limit <bytes>", "largest JSON request body, 413 above (env CKPT_JSON_BODY_LIMIT; default 1048576)")
     .option("--log-level <level>", "fatal|error|warn|info|debug (env CKPT_LOG_LEVEL; default info)")
     .option("--public", "allow listening on a non-loopback address")
-    .option("--grace-period <seconds>", "on SIGTERM, how long in-flight requests may take to finish", "30")
+    .option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain (env CKPT_TLS_CERT; needs --tls-key)")
+    .option("--tls-key <file>", "the PEM private key of --tls-cert (env CKPT_TLS_KEY)")
+    .option("--trust-proxy [addresses]", "behind a reverse proxy: trust its X-Forwarded-* headers, from any hop or only these comma-separated addresses/CIDRs (env CKPT_TRUST_PROXY)")
+    .option("--rate-limit <rate[:burst]>", "per API key, requests/s and burst, 429 beyond (env CKPT_RATE_LIMIT; default off)")
+    .option("--headers-timeout <seconds>", "a request's headers must arrive within this (env CKPT_HEADERS_TIMEOUT; default 30)")
+    .option("--request-timeout <seconds>", "a JSON request's body must arrive within this (env CKPT_REQUEST_TIMEOUT; default 30)")
+    .option("--idle-timeout <seconds>", "close a connection silent this long mid-request, e.g. a stalled upload (env CKPT_IDLE_TIMEOUT; default 60)")
+    .option("--max-header-bytes <n>", "largest header block, 431 above (env CKPT_MAX_HEADER_BYTES; default 16384)")
+    .option("--grace-period <seconds>", "on SIGTERM, how long in-flight requests may take to finish (env CKPT_GRACE_PERIOD; default 30)")
     .action(async (opts) => {
       const config = loadServerConfig(opts);
-      if (!LOOPBACK.test(config.host) && !opts.public)
+      // A server reachable from other machines must be a deliberate choice: plain HTTP would
+      // carry API keys in clear, so it takes --public, TLS here, or a (TLS-terminating) proxy.
+      if (!LOOPBACK.test(config.host) && !opts.public && !config.tls && !config.trustProxy)
         throw new CliError(
-          `refusing to listen on non-loopback address ${config.host}: pass --public (and put TLS in front), see README "Reliability and security"`,
+          `refusing to listen on non-loopback address ${config.host}: give --tls-cert/--tls-key, or --trust-proxy behind a TLS-terminating proxy, or --public; see README "Reliability and security"`,
         );
+      let tls: { cert: Buffer; key: Buffer } | undefined;
+      if (config.tls) {
+        try {
+          tls = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
+        } catch (err) {
+          throw new CliError(`cannot read the TLS certificate or key: ${(err as Error).message}`);
+        }
+      }
       const logger = pino({ level: config.logLevel, serializers: logSerializers });
       const runtime = await openRuntime(config);
+      // `ckpt admin rotate-url-secret` rewrites the keyring file; pick it up without a restart.
+      runtime.signer?.followKeyringFile(config.dataDir);
       const recovered = await runtime.service.recover();
       if (recovered.incompleteUploadsRemoved || recovered.deletesFinished)
         logger.info(recovered, "recovered from an earlier unclean stop");
@@ -36,16 +59,27 @@ export function registerServe(program: Command): void {
         signer: runtime.signer,
         jsonBodyLimit: config.jsonBodyLimit,
         logger,
+        tls,
+        trustProxy: config.trustProxy,
+        rateLimit: config.rateLimit,
+        connectionLimits: config.connectionLimits,
       });
       await app.listen({ host: config.host, port: config.port });
-      logger.info({ dataDir: config.dataDir, publicUrl: config.publicUrl }, "ckpt serving");
+      logger.info(
+        { dataDir: config.dataDir, publicUrl: config.publicUrl, tls: Boolean(tls), rateLimit: config.rateLimit },
+        "ckpt serving",
+      );
 
+      // Draining: app.close() stops accepting connections at once (new ones are refused), answers
+      // 503 to new requests on open keep-alive connections and waits for the requests in flight,
+      // downloads and uploads alike; whatever is still running after the grace period is cut off
+      // (an upload cut off is not committed and leaves nothing behind).
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, "stopping: finishing in-flight requests");
-        const grace = Number(opts.gracePeriod) * 1000;
+        const grace = config.gracePeriodSeconds * 1000;
         const timer = setTimeout(() => {
           logger.warn("grace period over: closing remaining connections");
           app.server.closeAllConnections();

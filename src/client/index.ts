@@ -1,8 +1,28 @@
 /**
- * ckpt's client SDK: importable on its own (`import { CkptClient } from "ckpt/client"`); it pulls
- * in none of the server's dependencies.
+ * ckpt's client SDK: importable on its own (`import { downloadCheckpoint } from "ckpt/client"`);
+ * it pulls in none of the server's dependencies. Works against a ckpt server and against
+ * Baseten's API (`https://api.baseten.co`).
  */
 export { CkptClient, BASETEN_API_URL, type ClientOptions } from "./api.js";
+export type { Connection } from "./connection.js";
 export { CkptApiError } from "./errors.js";
 export { uploadCheckpointFile, sha256OfFile } from "./upload.js";
+export { listCheckpointFiles } from "./list-checkpoint-files.js";
+export { listCheckpoints } from "./list-checkpoints.js";
+export { listJobs } from "./list-jobs.js";
+export { listProjects } from "./list-projects.js";
+export { getJob } from "./get-job.js";
+export { downloadCheckpoint } from "./download/download-checkpoint.js";
+export { DEFAULT_RETRY_POLICY, DEFAULT_TUNING } from "./download/types.js";
+export type {
+  DownloadCheckpointOptions,
+  DownloadEvent,
+  DownloadSelection,
+  DownloadSummary,
+  DownloadTuning,
+  FileRef,
+  PlannedEntry,
+  RetryPolicy,
+} from "./download/types.js";
+export type { ProgressSnapshot } from "./download/progress.js";
 export type * from "./types.js";

@@ -3,9 +3,30 @@ import { ApiError, badRequest, conflict, insufficientStorage, notFound, unauthor
 import { newId } from "./ids.js";
 import { keyFromAuthorization, parseKey, secretMatches } from "./keys.js";
 import { assertRelativeName, blobKeyOf, jobBlobPrefix, parseBlobKey } from "./names.js";
-import { TERMINAL_STATUSES, type CheckpointSummary, type FileRecord, type JobRecord, type JobStatus, type ProjectRecord, type SyncStatus } from "./types.js";
+import {
+  TERMINAL_STATUSES,
+  type CheckpointSummary,
+  type FileRecord,
+  type JobRecord,
+  type JobStatus,
+  type ProjectRecord,
+  type SyncStatus,
+  type UploadRecord,
+} from "./types.js";
 import type { MetadataStore } from "../stores/metadata/store.js";
-import { BlobIntegrityError, BlobNoSpaceError, BlobPathConflictError, type BlobStore } from "../stores/blobs/store.js";
+import {
+  BlobIntegrityError,
+  BlobNoSpaceError,
+  BlobPathConflictError,
+  type BlobStore,
+  type DirectUploadPlan,
+  type UploadedPartRef,
+} from "../stores/blobs/store.js";
+
+/** Direct-upload URLs live a day at most: long enough for a slow link, short enough to sweep. */
+const MAX_UPLOAD_TTL_SECONDS = 24 * 3600;
+/** Five TiB, S3's largest object. */
+export const MAX_FILE_BYTES = 5 * 1024 ** 4;
 
 export interface ServiceLimits {
   /** Largest page the listing returns; larger requests are clamped to it. */
@@ -49,7 +70,7 @@ export class CkptService {
 
   /** Finishes what a crash interrupted: partial uploads and half-done deletes. */
   async recover(): Promise<{ incompleteUploadsRemoved: number; deletesFinished: number }> {
-    const incompleteUploadsRemoved = await this.blobs.sweepIncomplete();
+    const incompleteUploadsRemoved = (await this.blobs.sweepIncomplete()) + (await this.expireUploads());
     const pending = await this.metadata.jobsPendingPurge();
     for (const { projectId, jobId } of pending) await this.purgeJob(projectId, jobId);
     await this.metadata.purgeDeletedProjects();
@@ -179,37 +200,143 @@ export class CkptService {
     await this.getJob(caller, target.projectId, target.jobId);
     const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
     return this.withUploadLock(key, async () => {
-      const clash = await this.metadata.findPathConflict(target.jobId, target.nodeRank, target.relativeName);
-      if (clash !== null)
-        throw conflict(`'${target.relativeName}' and the existing '${clash}' cannot both exist in rank ${target.nodeRank}: one would be a file and a folder at once`);
-      let put;
+      await this.refuseConflicts(target);
+      const put = await translateBlobErrors(() =>
+        this.blobs.put(key, body, { expectedSize: integrity.contentLength, expectedSha256: integrity.sha256 }),
+      );
+      return this.commit(target, key, put);
+    });
+  }
+
+  /** Makes stored bytes visible as a file; undoes the blob if the job vanished or is full. */
+  private async commit(
+    target: { jobId: string; nodeRank: number; relativeName: string },
+    key: string,
+    stored: { sizeBytes: number; sha256: string | null },
+  ): Promise<FileRecord> {
+    const committed = await this.metadata.commitFile({
+      jobId: target.jobId,
+      nodeRank: target.nodeRank,
+      relativeName: target.relativeName,
+      sizeBytes: stored.sizeBytes,
+      sha256: stored.sha256,
+      maxFilesPerJob: this.limits.maxFilesPerJob,
+    });
+    if (committed === "job-gone") {
+      // The job was deleted while the bytes were in flight: leave nothing behind.
+      await this.blobs.delete(key);
+      throw notFound("training job");
+    }
+    if (committed === "too-many-files") {
+      await this.blobs.delete(key);
+      throw new ApiError(409, "TOO_MANY_FILES", `a job holds at most ${this.limits.maxFilesPerJob} files`);
+    }
+    return committed;
+  }
+
+  private async refuseConflicts(target: { jobId: string; nodeRank: number; relativeName: string }): Promise<void> {
+    const clash = await this.metadata.findPathConflict(target.jobId, target.nodeRank, target.relativeName);
+    if (clash !== null)
+      throw conflict(`'${target.relativeName}' and the existing '${clash}' cannot both exist in rank ${target.nodeRank}: one would be a file and a folder at once`);
+  }
+
+  /**
+   * Registers bytes that already exist elsewhere (e.g. objects adopted by `ckpt admin import`):
+   * same name rules, tenancy and conflict checks as an upload; `bringIn` puts them at the key.
+   */
+  async importFile(
+    caller: Caller,
+    target: { projectId: string; jobId: string; nodeRank: number; relativeName: string },
+    bringIn: (key: string) => Promise<{ sizeBytes: number; sha256: string | null }>,
+  ): Promise<FileRecord> {
+    assertRelativeName(target.relativeName);
+    await this.getJob(caller, target.projectId, target.jobId);
+    const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
+    return this.withUploadLock(key, async () => {
+      await this.refuseConflicts(target);
+      return this.commit(target, key, await translateBlobErrors(() => bringIn(key)));
+    });
+  }
+
+  // --- Direct uploads -------------------------------------------------------------------------
+
+  /**
+   * Starts a direct upload: the client PUTs the parts to the returned URLs (S3, or this server's
+   * upload route on the embedded store) and then calls completeUpload. Works on every backend.
+   */
+  async beginUpload(
+    caller: Caller,
+    target: { projectId: string; jobId: string; nodeRank: number; relativeName: string },
+    declared: { sizeBytes: number; sha256: string | null },
+  ): Promise<{ upload: UploadRecord; plan: DirectUploadPlan }> {
+    assertRelativeName(target.relativeName);
+    if (!Number.isSafeInteger(declared.sizeBytes) || declared.sizeBytes < 0 || declared.sizeBytes > MAX_FILE_BYTES)
+      throw badRequest(`size_bytes must be an integer from 0 to ${MAX_FILE_BYTES}`);
+    if (declared.sha256 !== null && !/^[0-9a-f]{64}$/.test(declared.sha256)) throw badRequest("sha256 must be 64 lowercase hex characters");
+    await this.getJob(caller, target.projectId, target.jobId);
+    await this.refuseConflicts(target);
+    const uploadId = newId(20);
+    const ttl = Math.min(this.limits.urlTtlSeconds, MAX_UPLOAD_TTL_SECONDS);
+    const plan = await translateBlobErrors(() => this.blobs.beginDirectUpload(uploadId, declared.sizeBytes, ttl));
+    const upload = await this.metadata.createUpload({
+      uploadId,
+      orgId: caller.orgId,
+      projectId: target.projectId,
+      jobId: target.jobId,
+      nodeRank: target.nodeRank,
+      relativeName: target.relativeName,
+      sizeBytes: declared.sizeBytes,
+      sha256: declared.sha256,
+      partSizeBytes: plan.partSizeBytes,
+      partCount: plan.parts.length,
+      backendUploadId: plan.backendUploadId,
+      expiresAt: new Date(Date.now() + ttl * 1000).toISOString(),
+    });
+    return { upload, plan };
+  }
+
+  async completeUpload(caller: Caller, projectId: string, jobId: string, uploadId: string, parts: UploadedPartRef[]): Promise<FileRecord> {
+    await this.getJob(caller, projectId, jobId);
+    const upload = await this.metadata.getUpload(caller.orgId, jobId, uploadId);
+    if (!upload) throw notFound("upload");
+    const key = blobKeyOf(upload.projectId, upload.jobId, upload.nodeRank, upload.relativeName);
+    return this.withUploadLock(key, async () => {
+      // Claim it first: of two racing completions only one gets here, and a failed completion
+      // cannot be retried with the same (possibly already assembled) parts.
+      if (!(await this.metadata.deleteUpload(uploadId))) throw notFound("upload");
       try {
-        put = await this.blobs.put(key, body, { expectedSize: integrity.contentLength, expectedSha256: integrity.sha256 });
+        await this.refuseConflicts(upload);
+        const stored = await translateBlobErrors(() => this.blobs.completeDirectUpload(upload, parts, key, upload.sha256));
+        return await this.commit(upload, key, stored);
       } catch (err) {
-        if (err instanceof BlobIntegrityError) throw badRequest(err.message);
-        if (err instanceof BlobPathConflictError) throw conflict(err.message);
-        if (err instanceof BlobNoSpaceError) throw insufficientStorage(err.message);
+        await this.blobs.abortDirectUpload(upload).catch(() => {});
         throw err;
       }
-      const committed = await this.metadata.commitFile({
-        jobId: target.jobId,
-        nodeRank: target.nodeRank,
-        relativeName: target.relativeName,
-        sizeBytes: put.sizeBytes,
-        sha256: put.sha256,
-        maxFilesPerJob: this.limits.maxFilesPerJob,
-      });
-      if (committed === "job-gone") {
-        // The job was deleted while the bytes were in flight: leave nothing behind.
-        await this.blobs.delete(key);
-        throw notFound("training job");
-      }
-      if (committed === "too-many-files") {
-        await this.blobs.delete(key);
-        throw new ApiError(409, "TOO_MANY_FILES", `a job holds at most ${this.limits.maxFilesPerJob} files`);
-      }
-      return committed;
     });
+  }
+
+  async abortUpload(caller: Caller, projectId: string, jobId: string, uploadId: string): Promise<void> {
+    await this.getJob(caller, projectId, jobId);
+    const upload = await this.metadata.getUpload(caller.orgId, jobId, uploadId);
+    if (!upload || !(await this.metadata.deleteUpload(uploadId))) throw notFound("upload");
+    await this.blobs.abortDirectUpload(upload);
+  }
+
+  /** For the embedded store's part route, which is authorised by its URL signature alone. */
+  async uploadForPart(uploadId: string): Promise<UploadRecord | null> {
+    const upload = await this.metadata.getUploadById(uploadId);
+    return upload && upload.expiresAt > new Date().toISOString() ? upload : null;
+  }
+
+  /** Aborts direct uploads whose URLs have expired; returns how many. */
+  async expireUploads(now = new Date()): Promise<number> {
+    let expired = 0;
+    for (const upload of await this.metadata.listExpiredUploads(now.toISOString())) {
+      if (!(await this.metadata.deleteUpload(upload.uploadId))) continue;
+      await this.blobs.abortDirectUpload(upload).catch(() => {});
+      expired++;
+    }
+    return expired;
   }
 
   private async withUploadLock<T>(key: string, work: () => Promise<T>): Promise<T> {
@@ -257,3 +384,15 @@ export class CkptService {
   }
 }
 
+
+/** Maps the blob stores' failures to the API's: integrity 400, path conflict 409, disk full 507. */
+async function translateBlobErrors<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof BlobIntegrityError) throw badRequest(err.message);
+    if (err instanceof BlobPathConflictError) throw conflict(err.message);
+    if (err instanceof BlobNoSpaceError) throw insufficientStorage(err.message);
+    throw err;
+  }
+}

@@ -78,3 +78,21 @@ export interface CheckpointSummary {
   lastModified: string;
   hasAdapterConfig: boolean;
 }
+
+/** A direct upload in progress: the client PUTs bytes to presigned URLs, then asks to complete. */
+export interface UploadRecord {
+  uploadId: string;
+  orgId: string;
+  projectId: string;
+  jobId: string;
+  nodeRank: number;
+  relativeName: string;
+  sizeBytes: number;
+  sha256: string | null;
+  partSizeBytes: number;
+  partCount: number;
+  /** The blob store's own id for it (an S3 multipart upload id), if it has one. */
+  backendUploadId: string | null;
+  createdAt: string;
+  expiresAt: string;
+}

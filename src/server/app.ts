@@ -1,16 +1,22 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Server, ServerOptions } from "node:http";
+import Fastify, { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import { Ajv } from "ajv";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits, type RateLimit } from "../config.js";
 import type { CkptService } from "../domain/service.js";
 import type { UrlSigner } from "../stores/blobs/url-signing.js";
 import { requireApiKey } from "./plugins/auth.js";
-import { installErrorHandling } from "./plugins/errors.js";
+import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./plugins/errors.js";
+import { limitJsonDepth } from "./plugins/json-body.js";
+import { limitRatePerKey } from "./plugins/rate-limit.js";
 import { installSecurityHeaders } from "./plugins/security-headers.js";
+import { limitBufferedBodyTime, nodeServerOptions } from "./plugins/slow-clients.js";
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { projectRoutes } from "./routes/projects.js";
+import { uploadRoutes } from "./routes/uploads.js";
 import { SharedSchemas } from "./schemas.js";
 
 export interface AppOptions {
@@ -20,6 +26,14 @@ export interface AppOptions {
   jsonBodyLimit: number;
   /** A pino logger built with `logSerializers`; no logging when absent. */
   logger?: FastifyBaseLogger;
+  /** Serve HTTPS with this PEM certificate chain and key; plain HTTP when absent. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Trust X-Forwarded-* from these proxies (see ServerConfig.trustProxy); off when absent. */
+  trustProxy?: boolean | string;
+  /** Per-API-key rate limit; none when absent or null. */
+  rateLimit?: RateLimit | null;
+  /** Timeouts and header size for slow or hostile clients; DEFAULT_CONNECTION_LIMITS when absent. */
+  connectionLimits?: ConnectionLimits;
 }
 
 /** Strips query strings from logged URLs: presigned URLs carry their signature there. */
@@ -36,18 +50,28 @@ export const logSerializers = {
 };
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify({
+  const limits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
+  const serverOptions: ServerOptions = nodeServerOptions(limits);
+  const fastifyOptions: FastifyHttpOptions<Server> = {
+    // https.createServer takes the http server options too. The instance is typed as an HTTP
+    // one either way: nothing here depends on the difference.
+    ...(options.tls ? ({ https: { ...serverOptions, ...options.tls } } as object) : { http: serverOptions }),
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.jsonBodyLimit,
     // Ids of projects and jobs are short; anything huge in a URL is hostile.
     routerOptions: { maxParamLength: 2048 },
     // Keep-alive connections idle longer than a typical LB's so the LB closes first.
     keepAliveTimeout: 65_000,
-    // Headers must arrive within 30 s (slowloris), a whole request within 1 h (uploads are big).
-    connectionTimeout: 0,
+    // Inactivity in the middle of a request (a stalled upload or download) closes the connection;
+    // there is deliberately no limit on a request's total time: uploads are big.
+    connectionTimeout: limits.idleTimeoutSeconds * 1000,
     requestTimeout: 0,
+    clientErrorHandler,
+    frameworkErrors,
+    trustProxy: options.trustProxy ?? false,
     return503OnClosing: true,
-  }).withTypeProvider<TypeBoxTypeProvider>();
+  };
+  const app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>();
 
   // Path, query and header values arrive as strings and are coerced to their schema's type; a
   // JSON body is not: {"name": 42} is a client error, not the name "42".
@@ -81,17 +105,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   installErrorHandling(app);
-  installSecurityHeaders(app);
+  installSecurityHeaders(app, { hsts: options.tls !== undefined });
+  // Before any route is registered, so the hooks and the parser apply to all of them.
+  limitBufferedBodyTime(app, limits.requestTimeoutSeconds * 1000);
+  limitJsonDepth(app);
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
 
   await app.register(async (api) => {
     requireApiKey(api, options.service);
+    if (options.rateLimit) limitRatePerKey(api, options.rateLimit);
     await api.register(projectRoutes, { service: options.service });
     await api.register(jobRoutes, { service: options.service });
     await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });
     await api.register(uploadCheckpointFileRoute, { service: options.service });
+    await api.register(uploadRoutes, { service: options.service });
   });
 
   if (options.signer) await app.register(blobRoutes, { service: options.service, signer: options.signer });

@@ -32,13 +32,13 @@ export async function openRuntime(config: ServerConfig): Promise<Runtime> {
   try {
     if (config.blobStore.kind === "s3") {
       const { kind: _kind, ...s3 } = config.blobStore;
-      const store = new S3BlobStore(s3);
+      const store = new S3BlobStore({ ...s3, directPartSizeBytes: config.uploadPartSize });
       await store.init();
       blobs = store;
     } else {
       mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
       signer = new UrlSigner(loadOrCreateKeyring(config.dataDir));
-      const store = new LocalBlobStore(config.dataDir, signer, config.publicUrl);
+      const store = new LocalBlobStore(config.dataDir, signer, config.publicUrl, { directPartSizeBytes: config.uploadPartSize });
       await store.init();
       blobs = store;
     }

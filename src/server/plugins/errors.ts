@@ -1,5 +1,8 @@
-import type { FastifyError, FastifyInstance } from "fastify";
+import type { Socket } from "node:net";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../../domain/errors.js";
+import { errorSecurityHeaders } from "./security-headers.js";
+import { rawResponse } from "./slow-clients.js";
 
 /**
  * Every error leaves as `{ message, code }` JSON. Client mistakes keep their 4xx status and a
@@ -16,6 +19,12 @@ export function installErrorHandling(app: FastifyInstance): void {
       const where = fe.validationContext ?? "request";
       return reply.status(400).send({ message: `invalid ${where}: ${fe.message}`, code: "BAD_REQUEST" });
     }
+    // The client hung up (or was cut off as too slow) mid-request: nothing failed on our side
+    // and nobody is left to answer, so this is not logged as a server error.
+    if (request.raw.destroyed && (fe.code === "ECONNRESET" || fe.code === "ERR_STREAM_PREMATURE_CLOSE")) {
+      request.log.info({ code: fe.code }, "client went away mid-request");
+      return reply.status(400).send({ message: "the client closed the connection", code: "CLIENT_CLOSED" });
+    }
     const status = fe.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       return reply.status(status).send({ message: fe.message, code: fe.code ?? "BAD_REQUEST" });
@@ -27,4 +36,37 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ message: `no route for ${request.method} ${request.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
+}
+
+/**
+ * Node's HTTP parser refuses some requests before Fastify sees them: headers too large (431),
+ * headers not complete in time (408), malformed requests (400). They get the same JSON error
+ * shape and security headers as everything else, then the connection is closed.
+ */
+export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, reason, message, code] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "Request Header Fields Too Large", "the request's headers are too large", "HEADERS_TOO_LARGE"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "Request Timeout", "the request's headers did not arrive in time", "REQUEST_TIMEOUT"]
+        : [400, "Bad Request", "malformed HTTP request", "BAD_REQUEST"];
+  this.log.debug({ code: err.code }, "client error: %s", message);
+  if (socket.writable) socket.end(rawResponse(status, reason, JSON.stringify({ message, code })));
+  socket.destroySoon();
+}
+
+/**
+ * URLs the router rejects before any route or hook runs: malformed percent-encoding (400) and
+ * path parameters over maxParamLength (414). Fastify's default answer has neither our error
+ * shape nor, as no hook runs, the security headers.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const known: Record<string, [number, string]> = {
+    FST_ERR_BAD_URL: [400, "malformed percent-encoding in the URL"],
+    FST_ERR_MAX_PARAM_LENGTH: [414, "a URL path parameter is too long"],
+  };
+  const [status, message] = known[err.code] ?? [err.statusCode && err.statusCode < 500 ? err.statusCode : 400, "bad request"];
+  request.log.info({ code: err.code }, message);
+  void reply.headers(errorSecurityHeaders()).status(status).send({ message, code: status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST" });
 }

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { CkptService } from "../../domain/service.js";
-import { LOCAL_BLOB_ROUTE_PREFIX, encodeKeyPath } from "../../stores/blobs/local.js";
+import { LOCAL_BLOB_ROUTE_PREFIX, LOCAL_UPLOAD_ROUTE_PREFIX, LocalBlobStore, encodeKeyPath } from "../../stores/blobs/local.js";
+import { BlobIntegrityError, BlobNoSpaceError } from "../../stores/blobs/store.js";
 import type { UrlSigner } from "../../stores/blobs/url-signing.js";
 import { parseRangeHeader } from "../range.js";
 
@@ -73,4 +74,27 @@ export const blobRoutes: FastifyPluginAsync<{ service: CkptService; signer: UrlS
 
   // HEAD is registered explicitly so it shares the GET handler's signature check.
   app.route({ method: ["GET", "HEAD"], url: `${LOCAL_BLOB_ROUTE_PREFIX}*`, handler, exposeHeadRoute: false });
+
+  // Parts of direct uploads: the body streams to its offset in the upload's file, unbuffered.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
+  app.put<{ Params: { uploadId: string; partNumber: string } }>(`${LOCAL_UPLOAD_ROUTE_PREFIX}:uploadId/:partNumber`, async (request, reply) => {
+    const rawUrl = request.raw.url ?? "";
+    const q = rawUrl.indexOf("?");
+    const { uploadId, partNumber } = request.params;
+    const path = `${LOCAL_UPLOAD_ROUTE_PREFIX}${uploadId}/${partNumber}`;
+    const check = signer.check("PUT", path, new URLSearchParams(q === -1 ? "" : rawUrl.slice(q + 1)));
+    if (check !== "ok")
+      return fail(reply, 403, check === "expired" ? "URL_EXPIRED" : "SIGNATURE_MISMATCH", check === "expired" ? "this presigned URL has expired" : "invalid presigned URL signature");
+    const upload = await service.uploadForPart(uploadId);
+    if (!upload || !(service.blobs instanceof LocalBlobStore)) return fail(reply, 404, "NOT_FOUND", "no such upload (completed, aborted or expired)");
+    try {
+      const etag = await service.blobs.writeDirectUploadPart(upload, Number(partNumber), request.raw);
+      return reply.status(200).header("etag", etag).send();
+    } catch (err) {
+      if (err instanceof BlobIntegrityError) return fail(reply, 400, "BAD_REQUEST", err.message);
+      if (err instanceof BlobNoSpaceError) return fail(reply, 507, "INSUFFICIENT_STORAGE", err.message);
+      throw err;
+    }
+  });
 };

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { dirname, join, sep } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -11,13 +11,43 @@ import {
   type BlobStat,
   type BlobStore,
   type ByteRange,
+  type DirectUploadPlan,
+  type DirectUploadRef,
   type PutOptions,
   type PutResult,
+  type UploadedPartRef,
+  partLength,
+  planParts,
 } from "./store.js";
 import type { UrlSigner } from "./url-signing.js";
 
 /** Route under which the API server serves presigned downloads of local blobs. */
 export const LOCAL_BLOB_ROUTE_PREFIX = "/blobs/";
+/** Route that receives the parts of direct uploads (`/blobs/uploads/{upload_id}/{part_number}`). */
+export const LOCAL_UPLOAD_ROUTE_PREFIX = "/blobs/uploads/";
+/** A direct upload's temporary file outlives a restart for this long (its URLs last at most a day). */
+const DIRECT_UPLOAD_KEEP_MS = 2 * 24 * 3600 * 1000;
+
+/**
+ * Counts and hashes the bytes passing through, failing as soon as they exceed `limit`.
+ * Shared by whole-file puts and direct-upload parts.
+ */
+function measuring(limit: number | undefined) {
+  const hash = createHash("sha256");
+  let size = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      size += chunk.length;
+      if (limit !== undefined && size > limit) {
+        done(new BlobIntegrityError(`body is longer than the declared ${limit} bytes`));
+        return;
+      }
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  return { stream, size: () => size, digest: () => hash.digest("hex") };
+}
 
 export function encodeKeyPath(key: string): string {
   return key.split("/").map(encodeURIComponent).join("/");
@@ -36,6 +66,8 @@ export class LocalBlobStore implements BlobStore {
     dataDir: string,
     private readonly signer: UrlSigner,
     private readonly publicUrl: string,
+    /** Direct uploads to this server go in parts of this size (written in parallel at their offsets). */
+    private readonly options: { directPartSizeBytes: number } = { directPartSizeBytes: 64 << 20 },
   ) {
     this.blobRoot = join(dataDir, "blobs");
     this.tmpRoot = join(dataDir, "tmp");
@@ -55,36 +87,22 @@ export class LocalBlobStore implements BlobStore {
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
     const tmpPath = join(this.tmpRoot, randomUUID());
-    const hash = createHash("sha256");
-    let size = 0;
-    const measure = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        size += chunk.length;
-        if (options.expectedSize !== undefined && size > options.expectedSize) {
-          done(new BlobIntegrityError(`body is longer than the declared ${options.expectedSize} bytes`));
-          return;
-        }
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
+    const measure = measuring(options.expectedSize);
     try {
       const handle = await open(tmpPath, "wx", 0o644);
       try {
         // Not handle.createWriteStream(): with autoClose false that stream keeps a reference on the
         // handle forever, and handle.close() below would wait for it, never resolving.
-        await pipeline(body, measure, createWriteStream("", { fd: handle.fd, autoClose: false, highWaterMark: 1 << 20 }));
+        await pipeline(body, measure.stream, createWriteStream("", { fd: handle.fd, autoClose: false, highWaterMark: 1 << 20 }));
+        const size = measure.size();
         if (options.expectedSize !== undefined && size !== options.expectedSize)
           throw new BlobIntegrityError(`body ended after ${size} of the declared ${options.expectedSize} bytes`);
-        const sha256 = hash.digest("hex");
+        const sha256 = measure.digest();
         if (options.expectedSha256 !== undefined && sha256 !== options.expectedSha256)
           throw new BlobIntegrityError(`sha256 of the body is ${sha256}, not the declared ${options.expectedSha256}`);
         await handle.sync();
         await handle.close();
-        const finalPath = this.pathOf(key);
-        await mkdir(dirname(finalPath), { recursive: true });
-        await rename(tmpPath, finalPath);
-        await syncDir(dirname(finalPath));
+        await this.moveIntoPlace(tmpPath, key);
         return { sizeBytes: size, sha256 };
       } finally {
         await handle.close().catch(() => {});
@@ -93,6 +111,109 @@ export class LocalBlobStore implements BlobStore {
       await unlink(tmpPath).catch(() => {});
       throw translateFsError(err);
     }
+  }
+
+  /** Renames a complete, fsynced temporary file to its key, durably. */
+  private async moveIntoPlace(tmpPath: string, key: string): Promise<void> {
+    const finalPath = this.pathOf(key);
+    await mkdir(dirname(finalPath), { recursive: true });
+    await rename(tmpPath, finalPath);
+    await syncDir(dirname(finalPath));
+  }
+
+  // --- Direct uploads: parts PUT to this server's upload route, written at their offsets -------
+
+  private uploadPath(uploadId: string): string {
+    if (!/^[a-z0-9]{8,64}$/.test(uploadId)) throw new Error("malformed upload id");
+    return join(this.tmpRoot, `upload-${uploadId}`);
+  }
+
+  async beginDirectUpload(uploadId: string, sizeBytes: number, expiresInSeconds: number): Promise<DirectUploadPlan> {
+    const { partSizeBytes, partCount } = planParts(sizeBytes, this.options.directPartSizeBytes);
+    try {
+      const handle = await open(this.uploadPath(uploadId), "wx", 0o644);
+      await handle.truncate(sizeBytes);
+      await handle.close();
+    } catch (err) {
+      throw translateFsError(err);
+    }
+    const expiresAt = Math.floor(Date.now() / 1000) + expiresInSeconds;
+    const parts = Array.from({ length: partCount }, (_, i) => {
+      const path = `${LOCAL_UPLOAD_ROUTE_PREFIX}${uploadId}/${i + 1}`;
+      return {
+        partNumber: i + 1,
+        url: `${this.publicUrl}${path}?${this.signer.sign("PUT", path, expiresAt)}`,
+        sizeBytes: partLength({ sizeBytes, partSizeBytes }, i + 1),
+      };
+    });
+    return { partSizeBytes, parts, backendUploadId: null };
+  }
+
+  /**
+   * Writes one part at its offset and records its ETag (the part's SHA-256) once it is durable.
+   * Parts may arrive in any order, in parallel, and again (a retried part simply overwrites).
+   */
+  async writeDirectUploadPart(upload: DirectUploadRef, partNumber: number, body: Readable): Promise<string> {
+    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > upload.partCount)
+      throw new BlobIntegrityError(`part_number must be from 1 to ${upload.partCount}`);
+    const expected = partLength(upload, partNumber);
+    const path = this.uploadPath(upload.uploadId);
+    const measure = measuring(expected);
+    try {
+      await pipeline(body, measure.stream, createWriteStream(path, { flags: "r+", start: (partNumber - 1) * upload.partSizeBytes, highWaterMark: 1 << 20 }));
+      if (measure.size() !== expected) throw new BlobIntegrityError(`part ${partNumber} ended after ${measure.size()} of its ${expected} bytes`);
+      const handle = await open(path, "r+");
+      await handle.sync().finally(() => handle.close());
+      const etag = `"${measure.digest()}"`;
+      const marker = `${path}.part-${partNumber}`;
+      await writeFile(`${marker}.tmp`, etag);
+      await rename(`${marker}.tmp`, marker);
+      return etag;
+    } catch (err) {
+      throw translateFsError(err);
+    }
+  }
+
+  async completeDirectUpload(
+    upload: DirectUploadRef,
+    parts: UploadedPartRef[],
+    key: string,
+    expectedSha256: string | null,
+  ): Promise<{ sizeBytes: number; sha256: string | null }> {
+    const path = this.uploadPath(upload.uploadId);
+    const given = new Map(parts.map((p) => [p.partNumber, p.etag]));
+    for (let n = 1; n <= upload.partCount; n++) {
+      const recorded = await readFile(`${path}.part-${n}`, "utf8").catch(() => null);
+      if (recorded === null) throw new BlobIntegrityError(`part ${n} was never uploaded`);
+      if (given.get(n) !== recorded) throw new BlobIntegrityError(`part ${n}: the ETag given does not match the part uploaded`);
+    }
+    const hash = createHash("sha256");
+    let size = 0;
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    if (size !== upload.sizeBytes) throw new BlobIntegrityError(`upload holds ${size} of its ${upload.sizeBytes} bytes`);
+    const sha256 = hash.digest("hex");
+    if (expectedSha256 !== null && sha256 !== expectedSha256)
+      throw new BlobIntegrityError(`sha256 of the uploaded file is ${sha256}, not the declared ${expectedSha256}`);
+    try {
+      await this.moveIntoPlace(path, key);
+    } catch (err) {
+      throw translateFsError(err);
+    }
+    await this.removePartMarkers(upload);
+    return { sizeBytes: size, sha256 };
+  }
+
+  async abortDirectUpload(upload: DirectUploadRef): Promise<void> {
+    await rm(this.uploadPath(upload.uploadId), { force: true });
+    await this.removePartMarkers(upload);
+  }
+
+  private async removePartMarkers(upload: DirectUploadRef): Promise<void> {
+    const path = this.uploadPath(upload.uploadId);
+    for (let n = 1; n <= upload.partCount; n++) await rm(`${path}.part-${n}`, { force: true });
   }
 
   async stat(key: string): Promise<BlobStat | null> {
@@ -133,10 +254,20 @@ export class LocalBlobStore implements BlobStore {
     return `${this.publicUrl}${path}?${this.signer.sign("GET", path, expiresAt)}`;
   }
 
+  /**
+   * Whole-file puts never survive a restart, so their temporary files all go. A direct upload's
+   * file may still be completed by its client after a restart; it goes once it is older than any
+   * of its URLs could be (the service also aborts expired uploads through their database rows).
+   */
   async sweepIncomplete(): Promise<number> {
     let removed = 0;
     for (const name of await readdir(this.tmpRoot).catch(() => [] as string[])) {
-      await rm(join(this.tmpRoot, name), { force: true, recursive: true });
+      const path = join(this.tmpRoot, name);
+      if (name.startsWith("upload-")) {
+        const age = Date.now() - ((await stat(path).catch(() => null))?.mtimeMs ?? 0);
+        if (age < DIRECT_UPLOAD_KEEP_MS) continue;
+      }
+      await rm(path, { force: true, recursive: true });
       removed++;
     }
     return removed;

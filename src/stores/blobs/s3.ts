@@ -28,6 +28,11 @@ import {
   type ByteRange,
   type PutOptions,
   type PutResult,
+  type DirectUploadPlan,
+  type DirectUploadRef,
+  type UploadedPartRef,
+  partLength,
+  planParts,
 } from "./store.js";
 
 const MIB = 1024 * 1024;
@@ -71,6 +76,8 @@ export interface S3BlobStoreConfig {
    * on one bucket, a starting server must not abort another's upload in flight.
    */
   sweepMinAgeSeconds?: number;
+  /** Part size of direct uploads, PUT in parallel by the client (default 64 MiB; S3's minimum is 5 MiB). */
+  directPartSizeBytes?: number;
 }
 
 export interface S3ObjectHead extends BlobStat {
@@ -148,6 +155,7 @@ export class S3BlobStore implements BlobStore {
   private readonly multipartCopyThreshold: number;
   private readonly copyPartSize: number;
   private readonly sweepMinAgeMs: number;
+  private readonly directPartSize: number;
   private presigner: S3Presigner | null = null;
   private refreshTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -168,6 +176,7 @@ export class S3BlobStore implements BlobStore {
     this.multipartCopyThreshold = Math.min(config.multipartCopyThresholdBytes ?? MAX_COPY_OBJECT_BYTES, MAX_COPY_OBJECT_BYTES);
     this.copyPartSize = Math.min(Math.max(config.copyPartSizeBytes ?? 512 * MIB, MIN_PART_SIZE), MAX_PART_SIZE);
     this.sweepMinAgeMs = Math.max(0, (config.sweepMinAgeSeconds ?? 24 * 3600) * 1000);
+    this.directPartSize = Math.max(5 << 20, config.directPartSizeBytes ?? 64 << 20);
     this.client = new S3Client({
       region: config.region,
       endpoint: config.endpoint,
@@ -333,6 +342,94 @@ export class S3BlobStore implements BlobStore {
     this.client.destroy();
   }
 
+  // --- Direct uploads: the client PUTs to S3 itself; parts go to a staging object -------------
+
+  /** Staged under the staging prefix, so an abandoned upload is swept like any staging object. */
+  private directStagingKey(uploadId: string): string {
+    return `${STAGING_DIR}uploads/${uploadId}`;
+  }
+
+  async beginDirectUpload(uploadId: string, sizeBytes: number, expiresInSeconds: number): Promise<DirectUploadPlan> {
+    const staging = this.directStagingKey(uploadId);
+    const { partSizeBytes, partCount } = planParts(sizeBytes, this.directPartSize);
+    if (partCount === 1)
+      return { partSizeBytes, backendUploadId: null, parts: [{ partNumber: 1, url: this.presignPut(staging, expiresInSeconds), sizeBytes }] };
+    const backendUploadId = await this.createMultipartUpload(staging);
+    const parts = Array.from({ length: partCount }, (_, i) => ({
+      partNumber: i + 1,
+      url: this.presignUploadPart(staging, backendUploadId, i + 1, expiresInSeconds),
+      sizeBytes: partLength({ sizeBytes, partSizeBytes }, i + 1),
+    }));
+    return { partSizeBytes, parts, backendUploadId };
+  }
+
+  /**
+   * Completes the multipart upload (if any), checks the staged object's size with a HEAD and,
+   * when a digest is expected, reads it back once to verify it (S3 checks no SHA-256 of ours),
+   * then copies it to its key with the digest as metadata and deletes the staging object.
+   */
+  async completeDirectUpload(
+    upload: DirectUploadRef,
+    parts: UploadedPartRef[],
+    key: string,
+    expectedSha256: string | null,
+  ): Promise<{ sizeBytes: number; sha256: string | null }> {
+    const staging = this.directStagingKey(upload.uploadId);
+    try {
+      if (upload.backendUploadId !== null) {
+        const numbers = new Set(parts.map((p) => p.partNumber));
+        for (let n = 1; n <= upload.partCount; n++) if (!numbers.has(n)) throw new BlobIntegrityError(`part ${n} is missing`);
+        await this.completeMultipartUpload(staging, upload.backendUploadId, parts).catch((err) => {
+          throw httpStatusOf(err) === 400 ? new BlobIntegrityError(`S3 refused the parts: ${(err as Error).message}`) : err;
+        });
+      }
+      const head = await this.head(staging);
+      if (!head) throw new BlobIntegrityError("nothing was uploaded");
+      if (head.sizeBytes !== upload.sizeBytes) throw new BlobIntegrityError(`upload holds ${head.sizeBytes} of its ${upload.sizeBytes} bytes`);
+      if (expectedSha256 !== null) {
+        const hash = createHash("sha256");
+        for await (const chunk of await this.read(staging)) hash.update(chunk as Buffer);
+        const sha256 = hash.digest("hex");
+        if (sha256 !== expectedSha256) throw new BlobIntegrityError(`sha256 of the uploaded file is ${sha256}, not the declared ${expectedSha256}`);
+      }
+      await this.copy(this.objectKey(staging), this.objectKey(key), head.sizeBytes, expectedSha256 ? { [SHA256_METADATA]: expectedSha256 } : {});
+      return { sizeBytes: head.sizeBytes, sha256: expectedSha256 };
+    } finally {
+      await this.deleteObjectKey(this.objectKey(staging)).catch(() => {});
+    }
+  }
+
+  async abortDirectUpload(upload: DirectUploadRef): Promise<void> {
+    const staging = this.directStagingKey(upload.uploadId);
+    if (upload.backendUploadId !== null) await this.abortMultipartUpload(staging, upload.backendUploadId);
+    await this.deleteObjectKey(this.objectKey(staging)).catch(() => {});
+  }
+
+  // --- Adopting existing objects (`ckpt admin import`) -----------------------------------------
+
+  /** Objects under a prefix of any bucket these credentials can read; keys are full object keys. */
+  async *listBucket(bucket: string, prefix: string): AsyncIterable<{ key: string; sizeBytes: number }> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) if (o.Key !== undefined) yield { key: o.Key, sizeBytes: o.Size ?? 0 };
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /**
+   * Brings an existing object to `key` with a server-side copy (nothing passes through ckpt),
+   * keeping its `sha256` metadata if it has one. An object already at `key` is left as it is.
+   */
+  async adoptObject(fromBucket: string, fromKey: string, key: string): Promise<{ sizeBytes: number; sha256: string | null }> {
+    const head = await this.client.send(new HeadObjectCommand({ Bucket: fromBucket, Key: fromKey }));
+    const sizeBytes = head.ContentLength ?? 0;
+    const sha256 = head.Metadata?.[SHA256_METADATA] ?? null;
+    if (fromBucket !== this.bucket || fromKey !== this.objectKey(key))
+      await this.copy(fromKey, this.objectKey(key), sizeBytes, sha256 ? { [SHA256_METADATA]: sha256 } : {}, fromBucket);
+    return { sizeBytes, sha256 };
+  }
+
   // --- Thin helpers for direct (client-to-S3) uploads; keys are store keys, without the prefix ---
 
   /** HeadObject: size, ETag and user metadata, or null when there is no object. */
@@ -480,8 +577,8 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** Server-side copy with new metadata: CopyObject, or UploadPartCopy parts above the threshold. */
-  private async copy(fromKey: string, toKey: string, size: number, metadata: Record<string, string>): Promise<void> {
-    const copySource = `${this.bucket}/${uriEscapeKey(fromKey)}`;
+  private async copy(fromKey: string, toKey: string, size: number, metadata: Record<string, string>, fromBucket = this.bucket): Promise<void> {
+    const copySource = `${fromBucket}/${uriEscapeKey(fromKey)}`;
     if (size <= this.multipartCopyThreshold) {
       await this.client.send(
         new CopyObjectCommand({

@@ -41,9 +41,48 @@ export interface BlobStore {
   presignGet(key: string, expiresInSeconds: number, now?: Date): string;
   /** Removes partial uploads left by a crash; returns how many were removed. */
   sweepIncomplete(): Promise<number>;
+  /**
+   * Direct uploads: the client PUTs the parts straight to the returned URLs (to S3, or to this
+   * server's blob route), then the server completes. Nothing is visible at any key before
+   * completeDirectUpload, which verifies the size (and the digest, when one is expected) and then
+   * moves the bytes to `key` all-or-nothing.
+   */
+  beginDirectUpload(uploadId: string, sizeBytes: number, expiresInSeconds: number): Promise<DirectUploadPlan>;
+  completeDirectUpload(upload: DirectUploadRef, parts: UploadedPartRef[], key: string, expectedSha256: string | null): Promise<{ sizeBytes: number; sha256: string | null }>;
+  abortDirectUpload(upload: DirectUploadRef): Promise<void>;
   /** Every key under a prefix, for garbage collection. */
   listKeys(prefix: string): AsyncIterable<string>;
   close(): Promise<void>;
+}
+
+export interface DirectUploadPlan {
+  partSizeBytes: number;
+  parts: { partNumber: number; url: string; sizeBytes: number }[];
+  /** The store's own id for the upload (an S3 multipart upload id), if it has one. */
+  backendUploadId: string | null;
+}
+
+export interface DirectUploadRef {
+  uploadId: string;
+  sizeBytes: number;
+  partSizeBytes: number;
+  partCount: number;
+  backendUploadId: string | null;
+}
+
+export interface UploadedPartRef {
+  partNumber: number;
+  etag: string;
+}
+
+/** Parts of at least `preferred` bytes, and never more than S3's 10,000; an empty file is one empty part. */
+export function planParts(sizeBytes: number, preferred: number): { partSizeBytes: number; partCount: number } {
+  const partSizeBytes = Math.max(preferred, Math.ceil(sizeBytes / 10_000));
+  return { partSizeBytes, partCount: Math.max(1, Math.ceil(sizeBytes / partSizeBytes)) };
+}
+
+export function partLength(upload: Pick<DirectUploadRef, "sizeBytes" | "partSizeBytes">, partNumber: number): number {
+  return Math.max(0, Math.min(upload.partSizeBytes, upload.sizeBytes - (partNumber - 1) * upload.partSizeBytes));
 }
 
 /** Thrown by `put` when the body does not match what was promised; maps to a 400. */

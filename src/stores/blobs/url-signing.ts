@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { newId } from "../../domain/ids.js";
 
@@ -22,16 +22,55 @@ export interface UrlSigningKeyring {
 
 export type UrlCheck = "ok" | "expired" | "invalid";
 
-export class UrlSigner {
-  private readonly secrets: Map<string, Buffer>;
+/** How often a followed keyring file is looked at, at most: one stat a second costs nothing. */
+const KEYRING_CHECK_INTERVAL_MS = 1000;
 
-  constructor(private readonly keyring: UrlSigningKeyring) {
-    this.secrets = new Map(Object.entries(keyring.keys).map(([id, hex]) => [id, Buffer.from(hex, "hex")]));
-    if (!this.secrets.has(keyring.currentKeyId)) throw new Error("url signing keyring has no current key");
+export class UrlSigner {
+  private keyring!: UrlSigningKeyring;
+  private secrets!: Map<string, Buffer>;
+  /** Set by followKeyringFile: the file, what it looked like when read, and when it was last checked. */
+  private followed: { path: string; version: string; checkedAt: number } | null = null;
+
+  constructor(keyring: UrlSigningKeyring) {
+    this.use(keyring);
+  }
+
+  private use(keyring: UrlSigningKeyring): void {
+    const secrets = new Map(Object.entries(keyring.keys).map(([id, hex]) => [id, Buffer.from(hex, "hex")]));
+    if (!secrets.has(keyring.currentKeyId)) throw new Error("url signing keyring has no current key");
+    this.keyring = keyring;
+    this.secrets = secrets;
+  }
+
+  /**
+   * Keeps this signer in step with the data directory's keyring file, so `ckpt admin
+   * rotate-url-secret` applies to a running server: the file is re-read when it changes (a
+   * rotation renames a new file into place, so its inode changes), checked at most once a second
+   * on the next sign or check. A file that cannot be read or parsed leaves the keyring as it was.
+   */
+  followKeyringFile(dataDir: string): this {
+    const path = join(dataDir, KEYRING_FILE);
+    this.followed = { path, version: fileVersion(path), checkedAt: Date.now() };
+    return this;
+  }
+
+  private refresh(): void {
+    const followed = this.followed;
+    if (!followed || Date.now() - followed.checkedAt < KEYRING_CHECK_INTERVAL_MS) return;
+    followed.checkedAt = Date.now();
+    const version = fileVersion(followed.path);
+    if (version === followed.version) return;
+    try {
+      this.use(JSON.parse(readFileSync(followed.path, "utf8")) as UrlSigningKeyring);
+      followed.version = version;
+    } catch {
+      // Keep signing with the keyring we have; the next check tries again.
+    }
   }
 
   /** Returns the query string (without '?') that authorises `method` on `path` until `expiresAt`. */
   sign(method: "GET" | "PUT", path: string, expiresAtSeconds: number): string {
+    this.refresh();
     const keyId = this.keyring.currentKeyId;
     const signature = this.mac(this.secrets.get(keyId)!, method, path, expiresAtSeconds, keyId);
     return `${SIGNATURE_PARAMS.expires}=${expiresAtSeconds}&${SIGNATURE_PARAMS.keyId}=${keyId}&${SIGNATURE_PARAMS.signature}=${signature}`;
@@ -42,6 +81,7 @@ export class UrlSigner {
     const keyId = query.get(SIGNATURE_PARAMS.keyId);
     const signature = query.get(SIGNATURE_PARAMS.signature);
     if (!expiresRaw || !keyId || !signature || !/^[0-9]{1,12}$/.test(expiresRaw)) return "invalid";
+    this.refresh();
     const secret = this.secrets.get(keyId);
     if (!secret) return "invalid";
     const expected = Buffer.from(this.mac(secret, method, path, Number(expiresRaw), keyId));
@@ -57,6 +97,16 @@ export class UrlSigner {
 }
 
 const KEYRING_FILE = "url-signing-keys.json";
+
+/** Identifies one version of a file: a rename gives a new inode, an edit in place a new mtime. */
+function fileVersion(path: string): string {
+  try {
+    const s = statSync(path);
+    return `${s.ino}:${s.mtimeMs}:${s.size}`;
+  } catch {
+    return "missing";
+  }
+}
 
 /** Loads the data directory's keyring, creating it (mode 0600) on first start. */
 export function loadOrCreateKeyring(dataDir: string): UrlSigningKeyring {

@@ -74,6 +74,27 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
     version: 2,
     sql: `CREATE INDEX checkpoint_files_name_c ON checkpoint_files (job_id, node_rank, relative_name COLLATE "C");`,
   },
+  {
+    version: 3,
+    sql: `
+      CREATE TABLE uploads (
+        upload_id text PRIMARY KEY,
+        org_id text NOT NULL,
+        project_id text NOT NULL,
+        job_id text NOT NULL,
+        node_rank integer NOT NULL,
+        relative_name text NOT NULL,
+        size_bytes bigint NOT NULL,
+        sha256 text,
+        part_size_bytes bigint NOT NULL,
+        part_count integer NOT NULL,
+        backend_upload_id text,
+        created_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+      );
+      CREATE INDEX uploads_expires ON uploads (expires_at);
+    `,
+  },
 ];
 
 /**

@@ -10,6 +10,7 @@ import type {
   Organisation,
   ProjectRecord,
   SyncStatus,
+  UploadRecord,
 } from "../../domain/types.js";
 import type { MetadataStore } from "./store.js";
 import { migratePostgres } from "./postgres-migrations.js";
@@ -54,6 +55,10 @@ const JOB = `id, project_id AS "projectId", org_id AS "orgId", name, status, err
              updated_at AS "updatedAt", file_count AS "fileCount"`;
 const FILE = `job_id AS "jobId", seq, node_rank AS "nodeRank", relative_name AS "relativeName",
               size_bytes AS "sizeBytes", sha256, last_modified AS "lastModified", created_at AS "createdAt"`;
+const UPLOAD = `upload_id AS "uploadId", org_id AS "orgId", project_id AS "projectId", job_id AS "jobId",
+                node_rank AS "nodeRank", relative_name AS "relativeName", size_bytes AS "sizeBytes", sha256,
+                part_size_bytes AS "partSizeBytes", part_count AS "partCount", backend_upload_id AS "backendUploadId",
+                created_at AS "createdAt", expires_at AS "expiresAt"`;
 const LIVE = "deleted_at IS NULL";
 /** Newest first; created_seq breaks ties in creation order (SQLite uses rowid). */
 const NEWEST_FIRST = "created_at DESC, created_seq DESC";
@@ -417,5 +422,38 @@ export class PostgresMetadataStore implements MetadataStore {
        GROUP BY 1 ORDER BY MIN(seq)`,
       [jobId],
     );
+  }
+
+  async createUpload(u: Omit<UploadRecord, "createdAt">): Promise<UploadRecord> {
+    const [row] = await this.rows<UploadRecord>(
+      `INSERT INTO uploads (upload_id, org_id, project_id, job_id, node_rank, relative_name, size_bytes, sha256,
+                            part_size_bytes, part_count, backend_upload_id, created_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${NOW}, $12) RETURNING ${UPLOAD}`,
+      [u.uploadId, u.orgId, u.projectId, u.jobId, u.nodeRank, u.relativeName, u.sizeBytes, u.sha256,
+       u.partSizeBytes, u.partCount, u.backendUploadId, u.expiresAt],
+    );
+    return row!;
+  }
+
+  async getUpload(orgId: string, jobId: string, uploadId: string): Promise<UploadRecord | null> {
+    const [row] = await this.rows<UploadRecord>(
+      `SELECT ${UPLOAD} FROM uploads WHERE org_id = $1 AND job_id = $2 AND upload_id = $3`,
+      [orgId, jobId, uploadId],
+      "ckpt_get_upload",
+    );
+    return row ?? null;
+  }
+
+  async getUploadById(uploadId: string): Promise<UploadRecord | null> {
+    const [row] = await this.rows<UploadRecord>(`SELECT ${UPLOAD} FROM uploads WHERE upload_id = $1`, [uploadId], "ckpt_get_upload_by_id");
+    return row ?? null;
+  }
+
+  async deleteUpload(uploadId: string): Promise<boolean> {
+    return (await this.rows("DELETE FROM uploads WHERE upload_id = $1 RETURNING upload_id", [uploadId])).length > 0;
+  }
+
+  async listExpiredUploads(now: string): Promise<UploadRecord[]> {
+    return this.rows<UploadRecord>(`SELECT ${UPLOAD} FROM uploads WHERE expires_at < $1 ORDER BY expires_at`, [now]);
   }
 }

@@ -55,4 +55,25 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    sql: `
+      CREATE TABLE uploads (
+        upload_id TEXT PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        node_rank INTEGER NOT NULL,
+        relative_name TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        sha256 TEXT,
+        part_size_bytes INTEGER NOT NULL,
+        part_count INTEGER NOT NULL,
+        backend_upload_id TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX uploads_expires ON uploads (expires_at);
+    `,
+  },
 ];

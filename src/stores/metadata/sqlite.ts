@@ -9,12 +9,17 @@ import type {
   Organisation,
   ProjectRecord,
   SyncStatus,
+  UploadRecord,
 } from "../../domain/types.js";
 import type { MetadataStore } from "./store.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { ancestorsOf } from "../../domain/names.js";
 
 const nowIso = () => new Date().toISOString();
+
+const UPLOAD = `upload_id AS uploadId, org_id AS orgId, project_id AS projectId, job_id AS jobId, node_rank AS nodeRank,
+  relative_name AS relativeName, size_bytes AS sizeBytes, sha256, part_size_bytes AS partSizeBytes,
+  part_count AS partCount, backend_upload_id AS backendUploadId, created_at AS createdAt, expires_at AS expiresAt`;
 
 interface JobRow {
   id: string;
@@ -155,6 +160,16 @@ export class SqliteMetadataStore implements MetadataStore {
       firstInside: db.prepare(
         "SELECT relative_name FROM checkpoint_files WHERE job_id = ? AND node_rank = ? AND relative_name > ? AND relative_name < ? LIMIT 1",
       ),
+      insertUpload: db.prepare(
+        `INSERT INTO uploads (upload_id, org_id, project_id, job_id, node_rank, relative_name, size_bytes, sha256,
+                              part_size_bytes, part_count, backend_upload_id, created_at, expires_at)
+         VALUES (@uploadId, @orgId, @projectId, @jobId, @nodeRank, @relativeName, @sizeBytes, @sha256,
+                 @partSizeBytes, @partCount, @backendUploadId, @createdAt, @expiresAt)`,
+      ),
+      uploadScoped: db.prepare(`SELECT ${UPLOAD} FROM uploads WHERE org_id = ? AND job_id = ? AND upload_id = ?`),
+      uploadById: db.prepare(`SELECT ${UPLOAD} FROM uploads WHERE upload_id = ?`),
+      deleteUpload: db.prepare("DELETE FROM uploads WHERE upload_id = ?"),
+      expiredUploads: db.prepare(`SELECT ${UPLOAD} FROM uploads WHERE expires_at < ? ORDER BY expires_at`),
       pageOfFiles: db.prepare("SELECT * FROM checkpoint_files WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?"),
       checkpoints: db.prepare(
         `SELECT CASE WHEN instr(relative_name, '/') > 0 THEN substr(relative_name, 1, instr(relative_name, '/') - 1)
@@ -413,5 +428,27 @@ export class SqliteMetadataStore implements MetadataStore {
       lastModified: r.last_modified,
       hasAdapterConfig: r.has_adapter === 1,
     }));
+  }
+
+  async createUpload(upload: Omit<UploadRecord, "createdAt">): Promise<UploadRecord> {
+    const record = { ...upload, createdAt: nowIso() };
+    this.stmts.insertUpload.run(record);
+    return record;
+  }
+
+  async getUpload(orgId: string, jobId: string, uploadId: string): Promise<UploadRecord | null> {
+    return (this.stmts.uploadScoped.get(orgId, jobId, uploadId) as UploadRecord | undefined) ?? null;
+  }
+
+  async getUploadById(uploadId: string): Promise<UploadRecord | null> {
+    return (this.stmts.uploadById.get(uploadId) as UploadRecord | undefined) ?? null;
+  }
+
+  async deleteUpload(uploadId: string): Promise<boolean> {
+    return this.stmts.deleteUpload.run(uploadId).changes > 0;
+  }
+
+  async listExpiredUploads(now: string): Promise<UploadRecord[]> {
+    return this.stmts.expiredUploads.all(now) as UploadRecord[];
   }
 }

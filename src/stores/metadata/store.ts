@@ -7,6 +7,7 @@ import type {
   Organisation,
   ProjectRecord,
   SyncStatus,
+  UploadRecord,
 } from "../../domain/types.js";
 
 /**
@@ -83,4 +84,14 @@ export interface MetadataStore {
    */
   findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null>;
   summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]>;
+
+  // Direct uploads (kept in the database so any server can complete what another began)
+  createUpload(upload: Omit<UploadRecord, "createdAt">): Promise<UploadRecord>;
+  /** Scoped like jobs: another organisation's upload is not found. */
+  getUpload(orgId: string, jobId: string, uploadId: string): Promise<UploadRecord | null>;
+  /** Unscoped, for the blob route that receives parts (authorised by its URL signature). */
+  getUploadById(uploadId: string): Promise<UploadRecord | null>;
+  /** True when this call removed it (so exactly one of two racing completions proceeds). */
+  deleteUpload(uploadId: string): Promise<boolean>;
+  listExpiredUploads(nowIso: string): Promise<UploadRecord[]>;
 }

@@ -1,0 +1,294 @@
+/**
+ * Download throughput: `ckpt download` against aria2c and sequential curl, fetching the same
+ * checkpoint from the same ckpt server in the same run.
+ *
+ *   node dist/bench/download.js [--quick] [--out-dir DIR] [--sweep]
+ *
+ * The server (`ckpt serve`, a child process) holds a job shaped like a real checkpoint: a few
+ * large safetensors shards, one per node rank, and hundreds of small files (configs, tokenizer
+ * parts, optimizer metadata). Each round runs the three clients one after another, in an order
+ * that rotates from round to round so drift in machine load hits all alike; each figure is the
+ * median over rounds of bytes / wall time from process start to exit.
+ *
+ *   ckpt     `ckpt download --json` as a child process: lists the job itself, then downloads
+ *   aria2c   `aria2c -x16 -s16 -j16 -i urls.txt`, given the URL list ready-made
+ *   curl     one `curl` process fetching the URLs one after another (connection reused)
+ *
+ * ckpt fsyncs each file before renaming it into place; the others do not. With --out-dir on a
+ * tmpfs (/dev/shm) that costs nothing, on a disk it is ckpt's price for durable files.
+ *
+ * Peak client RSS is sampled from /proc (VmRSS and VmHWM). "Bounded regardless of file size"
+ * is checked by downloading one file of the large size and one an eighth of it: ckpt's peak
+ * should not follow the file size.
+ *
+ * --sweep instead times ckpt alone over a grid of part sizes, parts per file and files in
+ * flight: how DEFAULT_TUNING in src/client/download/types.ts was chosen.
+ *
+ * Full: 4 x 512 MiB + 500 small files (about 2.1 GiB), 3 rounds. Quick: 4 x 64 MiB + 200 small
+ * files, 2 rounds (about 30 s).
+ */
+import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { randomFillSync } from "node:crypto";
+import { open } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
+import { CkptClient } from "../src/client/api.js";
+import type { CheckpointFile } from "../src/client/types.js";
+import { uploadCheckpointFile } from "../src/client/upload.js";
+import { runPool } from "../src/client/download/pool.js";
+import { CKPT_CLI, MiB, onCleanup, run, RssSampler, runCleanups, startServer, tempDir, type ServerHandle } from "./lib.js";
+import { formatTable, median, row, type Row } from "./report.js";
+
+interface Fixture {
+  /** One large shard per rank. */
+  largeFiles: number;
+  largeSize: number;
+  smallFiles: number;
+  rounds: number;
+}
+
+const FULL: Fixture = { largeFiles: 4, largeSize: 512 * MiB, smallFiles: 500, rounds: 3 };
+const QUICK: Fixture = { largeFiles: 4, largeSize: 64 * MiB, smallFiles: 200, rounds: 2 };
+
+/** Small files from 1 KiB to 256 KiB, spread evenly (about 128 KiB on average). */
+function smallFileSize(i: number): number {
+  return 1024 * (1 + ((i * 37) % 256));
+}
+
+interface Job {
+  projectId: string;
+  jobId: string;
+  files: CheckpointFile[];
+  bytes: number;
+}
+
+interface Bench {
+  server: ServerHandle;
+  apiKey: string;
+  client: CkptClient;
+  work: string;
+  outRoot: string;
+}
+
+type Tool = "ckpt" | "aria2c" | "curl";
+
+interface Measurement {
+  /** Wall time from process start to exit. */
+  seconds: number;
+  /** For ckpt: the engine's own time from its summary (without the CLI's start-up). */
+  engineSeconds?: number;
+  peakRssMiB: number;
+}
+
+export async function runDownloadBench(opts: { quick: boolean; outDir?: string }): Promise<Row[]> {
+  const fixture = opts.quick ? QUICK : FULL;
+  const bench = await startBench(opts.outDir);
+  try {
+    const main = await seedJob(bench, "checkpoint", mainJobFiles(fixture));
+    const oneLarge = await seedJob(bench, "one-large", [{ rank: 0, name: "model.safetensors", size: fixture.largeSize }]);
+    const oneEighth = await seedJob(bench, "one-eighth", [{ rank: 0, name: "model.safetensors", size: fixture.largeSize / 8 }]);
+
+    const tools: Tool[] = ["ckpt", "aria2c", "curl"];
+    const results: Record<Tool, Measurement[]> = { ckpt: [], aria2c: [], curl: [] };
+    const rss = { large: [] as number[], eighth: [] as number[] };
+    for (let round = 0; round < fixture.rounds; round++) {
+      for (let i = 0; i < tools.length; i++) {
+        const tool = tools[(i + round) % tools.length]!;
+        results[tool].push(await download(bench, main, tool));
+      }
+      rss.large.push((await download(bench, oneLarge, "ckpt")).peakRssMiB);
+      rss.eighth.push((await download(bench, oneEighth, "ckpt")).peakRssMiB);
+    }
+
+    const rate = (tool: Tool) => median(results[tool].map((m) => main.bytes / MiB / m.seconds));
+    const peak = (tool: Tool) => Math.max(...results[tool].map((m) => m.peakRssMiB));
+    const shape = `${fixture.largeFiles} x ${fixture.largeSize / MiB} MiB + ${fixture.smallFiles} small files`;
+    const where = opts.outDir ? ` into ${opts.outDir}` : "";
+    return [
+      row({
+        scenario: `4. download ${shape}${where}: ckpt vs aria2c -x16 -s16 -j16`,
+        ckpt: rate("ckpt"),
+        anchor: rate("aria2c"),
+        unit: "MiB/s",
+        target: ">= 1.0x",
+        meets: (r) => r >= 1.0,
+        note: `median of ${fixture.rounds} rounds, wall time from process start (ckpt also lists the job and fsyncs every file)`,
+      }),
+      row({
+        scenario: `4. download ${shape}${where}: ckpt engine (without CLI start-up) vs aria2c`,
+        ckpt: median(results.ckpt.map((m) => main.bytes / MiB / m.engineSeconds!)),
+        anchor: rate("aria2c"),
+        unit: "MiB/s",
+        note: "ckpt's own elapsed time from its summary: what the CLI's module loading costs is the difference to the row above",
+      }),
+      row({ scenario: `4. download ${shape}${where}: ckpt vs sequential curl`, ckpt: rate("ckpt"), anchor: rate("curl"), unit: "MiB/s" }),
+      row({
+        scenario: "4. download: client peak RSS, ckpt vs aria2c",
+        ckpt: peak("ckpt"),
+        anchor: peak("aria2c"),
+        unit: "MiB",
+        note: "lower is better; a Node.js process starts at about 50 MiB",
+      }),
+      row({
+        scenario: `4. download: ckpt peak RSS, one ${fixture.largeSize / MiB} MiB file vs one ${fixture.largeSize / 8 / MiB} MiB file`,
+        ckpt: Math.max(...rss.large),
+        anchor: Math.max(...rss.eighth),
+        unit: "MiB",
+        target: "<= 1.25x",
+        meets: (r) => r <= 1.25,
+        note: "memory must not grow with file size",
+      }),
+    ];
+  } finally {
+    await bench.server.stop();
+  }
+}
+
+/**
+ * Times ckpt alone over a grid of tunings (part size x parts per file x files in flight). Ranked
+ * by the engine's own time (the run's summary: listing to last rename), which leaves out the
+ * CLI's start-up; wall time is printed beside it.
+ */
+export async function runDownloadSweep(opts: { quick: boolean; outDir?: string }): Promise<void> {
+  const fixture = opts.quick ? QUICK : FULL;
+  const bench = await startBench(opts.outDir);
+  try {
+    const main = await seedJob(bench, "checkpoint", mainJobFiles(fixture));
+    const grid: string[][] = [];
+    for (const partSize of ["16MiB", "32MiB", "64MiB"])
+      for (const parts of ["4", "8"]) for (const concurrency of ["4", "8", "16"]) grid.push(["--part-size", partSize, "--parts-per-file", parts, "--concurrency", concurrency]);
+    const results = new Map<string, { engine: number[]; wall: number[] }>();
+    for (let round = 0; round < fixture.rounds; round++)
+      for (const flags of round % 2 === 0 ? grid : [...grid].reverse()) {
+        const { seconds, engineSeconds } = await download(bench, main, "ckpt", flags);
+        const entry = results.get(flags.join(" ")) ?? { engine: [], wall: [] };
+        entry.engine.push(engineSeconds!);
+        entry.wall.push(seconds);
+        results.set(flags.join(" "), entry);
+      }
+    const mibps = (s: number[]) => main.bytes / MiB / median(s);
+    const ranked = [...results].map(([flags, r]) => ({ flags, engine: mibps(r.engine), wall: mibps(r.wall) })).sort((a, b) => b.engine - a.engine);
+    console.log("engine MiB/s  wall MiB/s  flags");
+    for (const r of ranked) console.log(`${r.engine.toFixed(0).padStart(12)}  ${r.wall.toFixed(0).padStart(10)}  ${r.flags}`);
+  } finally {
+    await bench.server.stop();
+  }
+}
+
+function mainJobFiles(fixture: Fixture): { rank: number; name: string; size: number }[] {
+  const files = [];
+  for (let i = 0; i < fixture.largeFiles; i++)
+    files.push({ rank: i, name: `checkpoint-1000/model-${String(i + 1).padStart(5, "0")}-of-${String(fixture.largeFiles).padStart(5, "0")}.safetensors`, size: fixture.largeSize });
+  for (let i = 0; i < fixture.smallFiles; i++)
+    files.push({ rank: i % fixture.largeFiles, name: `checkpoint-1000/extra/part-${String(i).padStart(4, "0")}.json`, size: smallFileSize(i) });
+  return files;
+}
+
+async function startBench(outDir: string | undefined): Promise<Bench> {
+  const work = tempDir("download").path;
+  const dataDir = join(work, "data");
+  const { stdout } = await run(process.execPath, [CKPT_CLI, "admin", "create-key", "--org", "bench", "--data-dir", dataDir]);
+  const apiKey = stdout.trim();
+  const server = await startServer({ dataDir });
+  const outRoot = outDir ? tempDirIn(outDir) : join(work, "out");
+  mkdirSync(outRoot, { recursive: true });
+  return { server, apiKey, client: new CkptClient({ apiUrl: server.baseUrl, apiKey }), work, outRoot };
+}
+
+/** A folder for the downloads under `parent` (e.g. /dev/shm), removed at cleanup. */
+function tempDirIn(parent: string): string {
+  const path = join(parent, `ckpt-bench-download-${process.pid}`);
+  mkdirSync(path, { recursive: true });
+  onCleanup(() => run("rm", ["-rf", path]));
+  return path;
+}
+
+/** A job holding files of random bytes, uploaded through the API. */
+async function seedJob(bench: Bench, name: string, files: { rank: number; name: string; size: number }[]): Promise<Job> {
+  const project = await bench.client.upsertProject(`bench-${name}`);
+  const job = await bench.client.createJob(project.id, {});
+  const source = join(bench.work, "source");
+  mkdirSync(source, { recursive: true });
+  await runPool(files, 4, async (file) => {
+    const path = join(source, `${file.rank}-${file.name.replaceAll("/", "_")}`);
+    await writeRandomFile(path, file.size);
+    await uploadCheckpointFile(bench.client, { projectId: project.id, jobId: job.id, nodeRank: file.rank, relativeName: file.name, path });
+    await run("rm", ["-f", path]);
+  });
+  const listed: CheckpointFile[] = [];
+  for await (const f of bench.client.listCheckpointFiles({ projectId: project.id, jobId: job.id })) listed.push(f);
+  return { projectId: project.id, jobId: job.id, files: listed, bytes: listed.reduce((sum, f) => sum + f.size_bytes, 0) };
+}
+
+async function writeRandomFile(path: string, size: number): Promise<void> {
+  const handle = await open(path, "w");
+  const block = Buffer.allocUnsafe(Math.min(size, 4 * MiB));
+  try {
+    for (let written = 0; written < size; ) {
+      const n = Math.min(block.length, size - written);
+      randomFillSync(block, 0, n);
+      await handle.write(block, 0, n, written);
+      written += n;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** One download of the whole job by one tool into a fresh folder; checks what landed. */
+async function download(bench: Bench, job: Job, tool: Tool, ckptFlags: string[] = []): Promise<Measurement> {
+  const out = join(bench.outRoot, tool);
+  await run("rm", ["-rf", out]);
+  mkdirSync(out, { recursive: true });
+  const [cmd, args] = commandFor(bench, job, tool, out, ckptFlags);
+  let sampler: RssSampler | null = null;
+  const result = await run(cmd, args, {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, CKPT_API_URL: bench.server.baseUrl, CKPT_API_KEY: bench.apiKey },
+    onSpawn: (child) => (sampler = new RssSampler(child.pid!).start()),
+  });
+  const peakRssMiB = (sampler as RssSampler | null)?.stop() ?? Number.NaN;
+  checkDownloaded(job, out, tool);
+  await run("rm", ["-rf", out]);
+  const summary = tool === "ckpt" ? (JSON.parse(result.stdout.trim().split("\n").at(-1)!) as { elapsedMs: number }) : null;
+  return { seconds: result.ms / 1000, engineSeconds: summary ? summary.elapsedMs / 1000 : undefined, peakRssMiB };
+}
+
+function commandFor(bench: Bench, job: Job, tool: Tool, out: string, ckptFlags: string[]): [string, string[]] {
+  const localName = (f: CheckpointFile) => `rank-${f.node_rank}/${f.relative_file_name}`;
+  if (tool === "ckpt")
+    return [process.execPath, [CKPT_CLI, "download", "--project", job.projectId, "--job", job.jobId, "--out", out, "--json", ...ckptFlags]];
+  if (tool === "aria2c") {
+    const list = join(bench.work, "urls.txt");
+    writeFileSync(list, job.files.map((f) => `${f.url}\n  out=${localName(f)}\n`).join(""));
+    return ["aria2c", ["-x16", "-s16", "-j16", "-i", list, "-d", out, "--quiet", "--allow-overwrite=true", "--auto-file-renaming=false"]];
+  }
+  const config = join(bench.work, "curl.cfg");
+  writeFileSync(config, job.files.map((f) => `url = "${f.url}"\noutput = "${join(out, localName(f))}"\n`).join(""));
+  return ["curl", ["-sS", "--fail", "--create-dirs", "-K", config]];
+}
+
+/** Every file there with its size, and nothing else: a wrong download is no benchmark. */
+function checkDownloaded(job: Job, out: string, tool: Tool): void {
+  for (const f of job.files) {
+    const path = join(out, `rank-${f.node_rank}`, f.relative_file_name);
+    const size = statSync(path, { throwIfNoEntry: false })?.size;
+    if (size !== f.size_bytes) throw new Error(`${tool}: ${path} has ${size} bytes, expected ${f.size_bytes}`);
+  }
+  const count = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((n, e) => n + (e.isDirectory() ? count(join(dir, e.name)) : 1), 0);
+  if (count(out) !== job.files.length) throw new Error(`${tool}: ${count(out)} files in ${out}, expected ${job.files.length}`);
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isMain) {
+  const argv = process.argv.slice(2);
+  const quick = argv.includes("--quick");
+  const outDirAt = argv.indexOf("--out-dir");
+  const outDir = outDirAt === -1 ? undefined : argv[outDirAt + 1];
+  try {
+    if (argv.includes("--sweep")) await runDownloadSweep({ quick, outDir });
+    else console.log(formatTable(await runDownloadBench({ quick, outDir })));
+  } finally {
+    await runCleanups();
+  }
+}

@@ -1,0 +1,79 @@
+import type { Command } from "commander";
+import { loadServerConfig } from "../config.js";
+import { relativeNameProblem } from "../domain/names.js";
+import { openRuntime } from "../server/runtime.js";
+import { S3BlobStore } from "../stores/blobs/s3.js";
+import { CliError } from "./common.js";
+
+/** `s3://bucket/some/prefix` → bucket and a prefix that is "" or ends with "/". */
+function parseSource(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([^/?#]+)\/?([^?#]*)$/.exec(url);
+  if (!m) throw new CliError(`source must look like s3://bucket/prefix (got '${url}')`);
+  const prefix = m[2]!.replace(/^\/+/, "");
+  return { bucket: m[1]!, prefix: prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/` };
+}
+
+/** Where an object under the source prefix goes: `rank-N/<name>` → rank N; anything else → rank 0. */
+export function placeImportedObject(relativeKey: string): { nodeRank: number; relativeName: string } {
+  const m = /^rank-(0|[1-9][0-9]{0,4})\/(.+)$/s.exec(relativeKey);
+  if (m && Number(m[1]) <= 65535) return { nodeRank: Number(m[1]), relativeName: m[2]! };
+  return { nodeRank: 0, relativeName: relativeKey };
+}
+
+export function registerAdminImport(admin: Command): void {
+  admin
+    .command("import <source>")
+    .description("register objects that already exist in a bucket (s3://bucket/prefix) as checkpoint files of a job")
+    .requiredOption("--org <name>", "organisation that owns the project")
+    .requiredOption("--project <nameOrId>", "training project (name or id; created if a name is new)")
+    .option("--job <id>", "training job id (default: a new job named after the source)")
+    .option("--dry-run", "list what would be imported, change nothing")
+    .action(async (source: string, opts) => {
+      const { bucket, prefix } = parseSource(source);
+      const config = loadServerConfig({});
+      if (config.blobStore.kind !== "s3") throw new CliError("import needs the S3 blob store (set CKPT_BLOB_STORE=s3://...)");
+      const runtime = await openRuntime(config);
+      try {
+        const { service } = runtime;
+        const store = service.blobs as S3BlobStore;
+        const org = await service.metadata.ensureOrganisation(opts.org);
+        // An admin acts as the organisation, through the same service rules as its API keys.
+        const caller = { orgId: org.id, keyId: "admin" };
+        const projects = await service.listProjects(caller);
+        const project = projects.find((p) => p.project.id === opts.project)?.project ?? (await service.upsertProject(caller, opts.project)).project;
+        const job = opts.job
+          ? (await service.getJob(caller, project.id, opts.job)).job
+          : (await service.createJob(caller, project.id, { name: `import ${source}` })).job;
+
+        let imported = 0;
+        let bytes = 0;
+        const skipped: string[] = [];
+        for await (const object of store.listBucket(bucket, prefix)) {
+          const relativeKey = object.key.slice(prefix.length);
+          if (relativeKey === "" || relativeKey.endsWith("/") || relativeKey.startsWith(".ckpt-staging/")) continue;
+          const target = { projectId: project.id, jobId: job.id, ...placeImportedObject(relativeKey) };
+          const problem = relativeNameProblem(target.relativeName);
+          if (problem) {
+            skipped.push(`${object.key}: ${problem}`);
+            continue;
+          }
+          if (opts.dryRun) {
+            process.stdout.write(`rank ${target.nodeRank}  ${target.relativeName}  (${object.sizeBytes} B)\n`);
+            continue;
+          }
+          try {
+            const file = await service.importFile(caller, target, (key) => store.adoptObject(bucket, object.key, key));
+            imported++;
+            bytes += file.sizeBytes;
+          } catch (err) {
+            skipped.push(`${object.key}: ${(err as Error).message}`);
+          }
+        }
+        process.stderr.write(`${opts.dryRun ? "would import into" : `imported ${imported} files (${bytes} bytes) into`} project ${project.id}, job ${job.id}\n`);
+        if (skipped.length) process.stderr.write(`skipped ${skipped.length}:\n  ${skipped.join("\n  ")}\n`);
+        process.stdout.write(`${job.id}\n`);
+      } finally {
+        await runtime.close();
+      }
+    });
+}

@@ -1,0 +1,91 @@
+import type { Command } from "commander";
+import { downloadCheckpoint, DEFAULT_TUNING, type DownloadSummary } from "../client/index.js";
+import { CliError, clientFrom, collect, formatBytes, parseIntegerOption, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
+import { createProgressReporter, progressModeFor } from "./download-progress.js";
+import { collectInteger, exitQuietlyOnBrokenPipe, parseByteSize, printable } from "./output.js";
+
+export function registerDownload(program: Command): void {
+  withRemoteOptions(
+    program
+      .command("download")
+      .description(
+        "download a job's checkpoint files into DIR/rank-<node_rank>/<relative_file_name>; " +
+          "resumable (run it again after an interruption), verified, and safe to point at Baseten",
+      )
+      .requiredOption("--project <nameOrId>", "training project (name or id)")
+      .option("--job <id>", "training job id (default: the project's latest job)")
+      .option("--out <dir>", "destination folder (default: ./<job id>)")
+      .option("--checkpoint <id>", "only this checkpoint (top-level folder), or 'latest'")
+      .option("--include <glob>", "only files matching this glob (repeatable; a glob without '/' matches base names)", collect)
+      .option("--rank <n>", "only this node rank (repeatable)", collectInteger("--rank", 0, 65535))
+      .option("--flat", "no rank-<n> folder (only when a single rank is selected)")
+      .option("--concurrency <n>", `files downloaded at once (default ${DEFAULT_TUNING.concurrency})`, parseIntegerOption("--concurrency", 1, 1024))
+      .option("--parts-per-file <n>", `ranged requests in flight per file (default ${DEFAULT_TUNING.partsPerFile})`, parseIntegerOption("--parts-per-file", 1, 256))
+      .option("--part-size <size>", `bytes per ranged request, e.g. 64MiB (default ${formatBytes(DEFAULT_TUNING.partSize)})`, parseByteSize("--part-size"))
+      .option("--retries <n>", "tries per request before a file is given up (default 6)", parseIntegerOption("--retries", 1, 100))
+      .option("--dry-run", "list what would be downloaded, resumed or skipped; write nothing")
+      .option("--json", "print events as JSON lines on stdout instead of a progress display")
+      .option("--quiet", "print nothing but errors"),
+  ).action(async (opts) => {
+    exitQuietlyOnBrokenPipe();
+    const client = clientFrom(opts);
+    const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
+    const reporter = createProgressReporter(progressModeFor(opts, process.stderr.isTTY === true));
+    const abort = new AbortController();
+    const interrupt = (): void => {
+      if (abort.signal.aborted) process.exit(130); // a second Ctrl-C: stop waiting for cleanup
+      abort.abort();
+    };
+    process.on("SIGINT", interrupt);
+    process.on("SIGTERM", interrupt);
+    let summary: DownloadSummary;
+    try {
+      summary = await downloadCheckpoint({
+        client,
+        projectId: project.id,
+        jobId: job.id,
+        dest: opts.out ?? job.id,
+        checkpoint: opts.checkpoint,
+        include: opts.include,
+        nodeRanks: opts.rank,
+        flat: opts.flat,
+        concurrency: opts.concurrency,
+        partsPerFile: opts.partsPerFile,
+        partSize: opts.partSize,
+        retry: opts.retries === undefined ? undefined : { attempts: opts.retries },
+        dryRun: opts.dryRun,
+        signal: abort.signal,
+        onProgress: (event) => reporter.onEvent(event),
+      });
+    } catch (err) {
+      if (abort.signal.aborted) throw new CliError("interrupted: run the same command again to resume", 130);
+      throw err;
+    } finally {
+      process.off("SIGINT", interrupt);
+      process.off("SIGTERM", interrupt);
+    }
+    if (summary.files.length === 0) throw new CliError(`nothing to download: no checkpoint file of job ${job.id} matches the selection`);
+    if (opts.dryRun && !opts.json) printPlan(summary);
+    reporter.finish(summary);
+    if (summary.failed.length)
+      throw new CliError(
+        `${summary.failed.length} of ${summary.files.length} files failed:\n` +
+          summary.failed.map((f) => `  ${printable(f.file.localName)}: ${printable(f.error)}`).join("\n") +
+          (summary.failed.length < summary.files.length ? "\nthe other files are complete; run the same command again to retry" : ""),
+      );
+  });
+}
+
+function printPlan(summary: DownloadSummary): void {
+  process.stdout.write(
+    table([
+      ["ACTION", "RANK", "SIZE", "PATH"],
+      ...summary.files.map((f) => [
+        f.action === "resume" ? `resume (${formatBytes(f.resumableBytes)} here)` : f.action,
+        String(f.nodeRank),
+        formatBytes(f.sizeBytes),
+        printable(f.localName),
+      ]),
+    ]),
+  );
+}

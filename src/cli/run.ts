@@ -1,0 +1,233 @@
+import { spawn } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { constants } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Command } from "commander";
+import type { CkptClient } from "../client/api.js";
+import { backoffDelay } from "../client/download/retry.js";
+import { DEFAULT_RETRY_POLICY } from "../client/download/types.js";
+import { CkptApiError } from "../client/errors.js";
+import { CheckpointSync } from "../client/sync/checkpoint-sync.js";
+import type { SyncSummary } from "../client/sync/types.js";
+import type { TrainingJob, TrainingProject } from "../client/types.js";
+import { CliError, clientFrom, parseIntegerOption, withRemoteOptions } from "./common.js";
+import { printable } from "./output.js";
+import { describeFailures, describeSummary, log, logSyncEvent, syncTuningFrom, withSyncOptions, type SyncCliOptions } from "./sync-options.js";
+
+interface RunOptions extends SyncCliOptions {
+  apiUrl?: string;
+  apiKey?: string;
+  project: string;
+  job?: string;
+  jobName?: string;
+  nodeRank: number;
+  checkpointDir?: string;
+}
+
+/** How the training command ended. */
+interface CommandExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** It could not be started at all (not found, not executable). */
+  spawnError: NodeJS.ErrnoException | null;
+  /** We were asked to stop it (SIGINT/SIGTERM), whatever it then did. */
+  stopRequested: boolean;
+}
+
+export function registerRun(program: Command): void {
+  withSyncOptions(
+    withRemoteOptions(
+      program
+        .command("run")
+        .usage("--project <nameOrId> [options] -- CMD [ARGS...]")
+        .description(
+          "run a training command and upload its checkpoints as they are written: creates the job (rank 0) or " +
+            "joins it (--job or CKPT_JOB_ID), sets CKPT_CHECKPOINT_DIR/BT_CHECKPOINT_DIR and CKPT_NODE_RANK/BT_NODE_RANK, " +
+            "marks the job COMPLETED, FAILED or STOPPED when CMD ends, and exits with CMD's exit code",
+        )
+        .argument("<command...>", "the training command, after --")
+        .requiredOption("--project <nameOrId>", "training project (name or id); created if it does not exist")
+        .option("--job <id>", "join this job instead of creating one (env CKPT_JOB_ID); required for ranks above 0")
+        .option("--job-name <name>", "name of the job rank 0 creates")
+        .option("--node-rank <n>", "this node's rank; only rank 0 changes the job's status", parseIntegerOption("--node-rank", 0, 65535), 0)
+        .option("--checkpoint-dir <dir>", "folder CMD writes checkpoints to (default ./ckpt-checkpoints/<job id>/rank-<n>)"),
+    ),
+  ).action(async (command: string[], opts: RunOptions) => {
+    process.exitCode = await runTraining(command, opts);
+  });
+}
+
+async function runTraining(command: string[], opts: RunOptions): Promise<number> {
+  const client = clientFrom(opts);
+  const isLeader = opts.nodeRank === 0;
+  const { project, job } = await createOrJoinJob(client, opts);
+  const dir = resolve(opts.checkpointDir ?? join("ckpt-checkpoints", job.id, `rank-${opts.nodeRank}`));
+  await mkdir(dir, { recursive: true });
+
+  const hardStop = new AbortController();
+  const sync = await CheckpointSync.open({
+    client,
+    projectId: project.id,
+    jobId: job.id,
+    nodeRank: opts.nodeRank,
+    dir,
+    ...syncTuningFrom(opts),
+    reportSyncStatus: isLeader,
+    onEvent: logSyncEvent(opts.quiet === true),
+    signal: hardStop.signal,
+  });
+  if (isLeader) await client.updateJob(project.id, job.id, { current_status: "TRAINING_JOB_RUNNING", error_message: null });
+  if (!opts.quiet) log(`job ${job.id} of project ${printable(project.name)}, rank ${opts.nodeRank}; checkpoints in ${dir}`);
+
+  const stopWatching = new AbortController();
+  const watching = sync.watch(stopWatching.signal);
+  const exit = await runCommand(command, trainingEnv({ client, project, job, nodeRank: opts.nodeRank, dir }), () => {
+    // First signal after the command ended: cut the final sync short. Another one: leave now.
+    if (hardStop.signal.aborted) process.exit(130);
+    hardStop.abort();
+  });
+  stopWatching.abort();
+  await watching;
+
+  // The command is gone, so nothing is being written any more: everything on disk is final.
+  const unsettledAtExit = sync.unsettledNames();
+  const summary = await sync.drain({ assumeComplete: true });
+  await sync.close();
+  reportFinalSync(summary, { exit, unsettledAtExit, interrupted: hardStop.signal.aborted, jobId: job.id, dir, opts });
+
+  if (isLeader) await reportJobOutcome(client, project.id, job.id, finalJobChange(exit, summary));
+  return exitCodeOf(exit);
+}
+
+/** Rank 0 creates the job unless one is given; the other ranks must be given rank 0's. */
+async function createOrJoinJob(client: CkptClient, opts: RunOptions): Promise<{ project: TrainingProject; job: TrainingJob }> {
+  const jobId = opts.job ?? (process.env.CKPT_JOB_ID || undefined);
+  if (jobId === undefined) {
+    if (opts.nodeRank > 0) throw new CliError(`rank ${opts.nodeRank} joins rank 0's job: pass --job <id> or set CKPT_JOB_ID`);
+    const project = await resolveOrCreateProject(client, opts.project);
+    const job = await client.createJob(project.id, opts.jobName === undefined ? {} : { name: opts.jobName });
+    return { project, job };
+  }
+  const project = await client.resolveProject(opts.project);
+  return { project, job: await client.getJob(project.id, jobId) };
+}
+
+/** A training launcher should not need a separate step to create its project. */
+async function resolveOrCreateProject(client: CkptClient, nameOrId: string): Promise<TrainingProject> {
+  try {
+    return await client.resolveProject(nameOrId);
+  } catch (err) {
+    if (err instanceof CkptApiError && err.status === 404) return client.upsertProject(nameOrId);
+    throw err;
+  }
+}
+
+/**
+ * The training command's environment: where to write checkpoints and which rank this is, under
+ * both ckpt's names and Baseten's (so scripts written for Baseten run unchanged), and the job, so
+ * that a launcher started as rank 0's command can hand it to the other ranks. The API key is not
+ * added: a key given with --api-key stays out of the environment of everything CMD starts.
+ */
+function trainingEnv(args: { client: CkptClient; project: TrainingProject; job: TrainingJob; nodeRank: number; dir: string }): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    CKPT_CHECKPOINT_DIR: args.dir,
+    BT_CHECKPOINT_DIR: args.dir,
+    CKPT_NODE_RANK: String(args.nodeRank),
+    BT_NODE_RANK: String(args.nodeRank),
+    CKPT_PROJECT_ID: args.project.id,
+    CKPT_JOB_ID: args.job.id,
+    CKPT_API_URL: args.client.apiUrl,
+  };
+}
+
+/**
+ * Runs the command with our stdio and relays SIGINT/SIGTERM to it. Once it has exited, a signal
+ * means "stop now" and calls `onSignalAfterExit` (the final sync is cut short; `ckpt sync` can
+ * finish it later).
+ *
+ * SIGTERM is always forwarded. SIGINT is not forwarded the first time when stdin is a terminal:
+ * Ctrl-C already reached the command through the terminal's process group, and a second SIGINT
+ * could interrupt the handler that is saving a last checkpoint. A repeated SIGINT is forwarded.
+ */
+async function runCommand(command: string[], env: NodeJS.ProcessEnv, onSignalAfterExit: () => void): Promise<CommandExit> {
+  const [file, ...args] = command as [string, ...string[]];
+  const child = spawn(file, args, { env, stdio: "inherit" });
+  let exited = false;
+  let stopRequested = false;
+  let interrupts = 0;
+  const relay = (signal: NodeJS.Signals): void => {
+    if (exited) return onSignalAfterExit();
+    stopRequested = true;
+    if (signal === "SIGINT") interrupts++;
+    const reachedByTerminal = signal === "SIGINT" && interrupts === 1 && process.stdin.isTTY === true;
+    if (!reachedByTerminal) child.kill(signal);
+  };
+  process.on("SIGINT", relay);
+  process.on("SIGTERM", relay);
+  const ended = await new Promise<Omit<CommandExit, "stopRequested">>((resolveExit) => {
+    child.once("error", (err) => resolveExit({ code: null, signal: null, spawnError: err }));
+    child.once("exit", (code, signal) => resolveExit({ code, signal, spawnError: null }));
+  });
+  exited = true;
+  // The relay stays installed until we exit: a late signal must cut the final sync short, not kill us mid-journal.
+  return { ...ended, stopRequested };
+}
+
+function exitCodeOf(exit: CommandExit): number {
+  if (exit.spawnError) return exit.spawnError.code === "ENOENT" ? 127 : 126;
+  if (exit.code !== null) return exit.code;
+  return 128 + (exit.signal ? constants.signals[exit.signal] : 0);
+}
+
+function describeExit(exit: CommandExit): string {
+  if (exit.spawnError) return `the command could not be started: ${exit.spawnError.message}`;
+  if (exit.code !== null) return `the command exited with code ${exit.code}`;
+  return `the command was killed by ${exit.signal}`;
+}
+
+function reportFinalSync(
+  summary: SyncSummary,
+  context: { exit: CommandExit; unsettledAtExit: string[]; interrupted: boolean; jobId: string; dir: string; opts: RunOptions },
+): void {
+  const { exit, unsettledAtExit, opts } = context;
+  const succeeded = exit.code === 0 && !exit.stopRequested;
+  if (!succeeded && unsettledAtExit.length > 0)
+    log(
+      `warning: these files were still changing when the command ended and were uploaded as they are on disk; ` +
+        `they may be incomplete:\n  ${unsettledAtExit.map(printable).join("\n  ")}`,
+    );
+  if (!opts.quiet || summary.failed.length > 0) log(`final sync: ${describeSummary(summary)}`);
+  if (summary.failed.length > 0) {
+    log(`not synced:\n${describeFailures(summary)}`);
+    const finish = `ckpt sync --project ${opts.project} --job ${context.jobId} --node-rank ${opts.nodeRank} ${context.dir}`;
+    log(`${context.interrupted ? "final sync interrupted" : "some files did not upload"}; \`${finish}\` finishes them`);
+  }
+}
+
+type JobChange = Parameters<CkptClient["updateJob"]>[2];
+
+/** The job's final status: STOPPED if we were asked to stop, else COMPLETED on exit code 0, else FAILED. */
+function finalJobChange(exit: CommandExit, summary: SyncSummary): JobChange {
+  const checkpoint_sync_status = summary.failed.length === 0 ? "COMPLETED" : "SYNCING";
+  if (exit.stopRequested) return { current_status: "TRAINING_JOB_STOPPED", error_message: null, checkpoint_sync_status };
+  if (exit.code === 0) return { current_status: "TRAINING_JOB_COMPLETED", error_message: null, checkpoint_sync_status };
+  return { current_status: "TRAINING_JOB_FAILED", error_message: describeExit(exit), checkpoint_sync_status };
+}
+
+/** Rank 0 moves the job to its final status, after the final sync. Retried: the status matters. */
+async function reportJobOutcome(client: CkptClient, projectId: string, jobId: string, change: JobChange): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.updateJob(projectId, jobId, change);
+      return;
+    } catch (err) {
+      if (attempt >= DEFAULT_RETRY_POLICY.attempts) {
+        log(`warning: could not mark job ${jobId} ${change.current_status}: ${(err as Error).message}`);
+        return;
+      }
+      await sleep(backoffDelay(attempt, DEFAULT_RETRY_POLICY));
+    }
+  }
+}

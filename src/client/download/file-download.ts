@@ -1,0 +1,204 @@
+import { createHash, type Hash } from "node:crypto";
+import { dirname, posix } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Dispatcher } from "undici";
+import { BlobRequestError, IntegrityError, RangeNotHonouredError, RemoteChangedError } from "./errors.js";
+import { fetchRangeInto } from "./fetch-range.js";
+import { FrontierHasher } from "./digest.js";
+import { splitIntoParts, type Part } from "./parts.js";
+import type { PlannedFile } from "./plan.js";
+import { runPool } from "./pool.js";
+import type { ProgressTracker } from "./progress.js";
+import { PartialDownload } from "./resume-state.js";
+import { backoffDelay, isRetryableStatus } from "./retry.js";
+import type { SafeDirs } from "./safe-dir.js";
+import type { DownloadEventWithoutProgress, FileRef, RetryPolicy } from "./types.js";
+import type { UrlBook } from "./url-book.js";
+
+/** What downloading one file needs from the run it is part of. */
+export interface FileDownloadContext {
+  book: UrlBook;
+  dirs: SafeDirs;
+  stateDir: string;
+  partSize: number;
+  partsPerFile: number;
+  retry: RetryPolicy;
+  dispatcher: Dispatcher;
+  signal: AbortSignal;
+  progress: ProgressTracker;
+  /** Folders files were renamed into, to be synced once at the end. */
+  committedFolders: Set<string>;
+  emit(event: DownloadEventWithoutProgress): void;
+}
+
+/** Starting a file over is worth it a couple of times (it changed, or failed its digest), not forever. */
+const VERSION_ATTEMPTS = 3;
+/** A refused URL is re-listed this many times in a row before the refusal is believed. */
+const URL_REFRESHES = 2;
+
+/**
+ * Downloads one file into place: resumes its partial download if the same remote version was
+ * being fetched, fetches the missing parts in parallel, verifies, then renames. Resolves with
+ * how it was verified; throws why it failed.
+ */
+export async function downloadFile(file: PlannedFile, ctx: FileDownloadContext): Promise<"sha256" | "size"> {
+  await ctx.dirs.ensure(posix.dirname(file.localName));
+  let partSize = ctx.partSize;
+  for (let attempt = 1; ; attempt++) {
+    const entry = ctx.book.lookup(file.key);
+    if (!entry) throw new RemoteChangedError("the file is no longer listed by the server");
+    const current = { ...file, sizeBytes: entry.file.size_bytes, lastModified: entry.file.last_modified };
+    try {
+      return await downloadVersion(current, partSize, ctx);
+    } catch (err) {
+      const startOver = err instanceof RemoteChangedError || err instanceof IntegrityError || err instanceof RangeNotHonouredError;
+      if (!startOver || attempt >= VERSION_ATTEMPTS || ctx.signal.aborted) throw err;
+      // The server ignores ranges: fetch this file as one stream.
+      if (err instanceof RangeNotHonouredError) partSize = Math.max(current.sizeBytes, 1);
+      if (err instanceof RemoteChangedError) await ctx.book.refresh(entry.generation);
+      ctx.emit({ type: "retry", file: refOf(current), attempt, delayMs: 0, reason: `starting the file over: ${(err as Error).message}` });
+    }
+  }
+}
+
+/** One attempt at one remote version of the file (as identified by its size and last_modified). */
+async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDownloadContext): Promise<"sha256" | "size"> {
+  const partial = await PartialDownload.open(ctx.stateDir, file, partSize);
+  const pending = partial.pendingParts();
+  const resumed = file.sizeBytes - pending.reduce((sum, p) => sum + p.end - p.start + 1, 0);
+  let counted = resumed; // bytes of this file the progress tracker counts as done
+  ctx.emit({ type: "file-started", file: refOf(file), resumedBytes: resumed });
+
+  // A file fetched whole in one request is hashed as it streams; one in parts is hashed as its
+  // parts complete (once the server has announced a digest to check against).
+  const parts = splitIntoParts(file.sizeBytes, partial.partSize);
+  const streamHash = parts.length === 1 && pending.length === 1 ? createHash("sha256") : undefined;
+  const frontier = streamHash ? null : new FrontierHasher(partial.handle, parts, partial.doneParts(), () => partial.sha256 !== null);
+  const fileAbort = new AbortController();
+  const signal = AbortSignal.any([ctx.signal, fileAbort.signal]);
+  const onWritten = (bytes: number): void => {
+    counted += bytes;
+    ctx.progress.transferred(bytes);
+  };
+  let keepPartial = true;
+  try {
+    await fetchParts(pending, ctx.partsPerFile, fileAbort, async (part) => {
+      await downloadPart(part, file, partial, ctx, signal, onWritten, streamHash);
+      await partial.markDone(part.index);
+      frontier?.partDone(part.index);
+      if (parts.length > 1) ctx.emit({ type: "part-done", file: refOf(file), part: part.index, parts: parts.length });
+    });
+    ctx.signal.throwIfAborted();
+    const verified = await verify(partial, file.sizeBytes, streamHash ?? frontier!);
+    await partial.commit(file.localPath, modifiedTime(file.lastModified));
+    keepPartial = false;
+    ctx.committedFolders.add(dirname(file.localPath));
+    return verified;
+  } catch (err) {
+    if (err instanceof RemoteChangedError || err instanceof IntegrityError || err instanceof RangeNotHonouredError) {
+      keepPartial = false;
+      ctx.progress.rewind(counted);
+      await partial.discard();
+    }
+    throw err;
+  } finally {
+    if (keepPartial) await partial.suspend();
+  }
+}
+
+/**
+ * Runs the parts with `concurrency` in flight. The first failure cancels the file's other
+ * requests (their finished parts stay recorded) and is the one reported.
+ */
+async function fetchParts(parts: Part[], concurrency: number, fileAbort: AbortController, work: (part: Part) => Promise<void>): Promise<void> {
+  await runPool(parts, concurrency, async (part) => {
+    try {
+      await work(part);
+    } catch (err) {
+      fileAbort.abort();
+      throw err;
+    }
+  });
+}
+
+/**
+ * Fetches one part, retrying with backoff: a cut connection continues from the last byte
+ * written; a refused URL (403: expired) triggers a shared re-list for a fresh one; 404 and 412
+ * mean the file changed, so the whole file starts over.
+ */
+async function downloadPart(
+  part: Part,
+  file: PlannedFile,
+  partial: PartialDownload,
+  ctx: FileDownloadContext,
+  signal: AbortSignal,
+  onWritten: (bytes: number) => void,
+  hash: Hash | undefined,
+): Promise<void> {
+  let offset = part.start;
+  let failures = 0;
+  let refreshes = 0;
+  for (;;) {
+    const entry = ctx.book.lookup(file.key);
+    if (!entry) throw new RemoteChangedError("the file is no longer listed by the server");
+    if (entry.file.size_bytes !== file.sizeBytes || entry.file.last_modified !== file.lastModified)
+      throw new RemoteChangedError("the listing shows a new version of the file");
+    const before = offset;
+    try {
+      await fetchRangeInto({
+        url: entry.file.url,
+        start: offset,
+        end: part.end,
+        fileSize: file.sizeBytes,
+        ifMatch: partial.etag,
+        handle: partial.handle,
+        dispatcher: ctx.dispatcher,
+        signal,
+        onValidators: (etag, sha256) => partial.adoptVersion(etag, sha256),
+        onWritten: (bytes) => {
+          offset += bytes;
+          onWritten(bytes);
+        },
+        hash,
+      });
+      return;
+    } catch (err) {
+      if (signal.aborted) throw signal.reason ?? err;
+      if (!(err instanceof BlobRequestError)) throw err;
+      if (offset > before) failures = refreshes = 0; // it moved forward: a flaky link, not a dead file
+      if (err.status === 403 && refreshes < URL_REFRESHES) {
+        refreshes++;
+        await ctx.book.refresh(entry.generation);
+        continue;
+      }
+      if (err.status === 404 || err.status === 410 || err.status === 412 || err.status === 416)
+        throw new RemoteChangedError(`the file changed on the server (${err.message})`);
+      failures++;
+      if (!isRetryableStatus(err.status) || failures >= ctx.retry.attempts) throw err;
+      const delayMs = backoffDelay(failures, ctx.retry, err.retryAfterMs);
+      ctx.emit({ type: "retry", file: refOf(file), attempt: failures, delayMs: Math.round(delayMs), reason: err.message });
+      await sleep(delayMs, undefined, { signal });
+    }
+  }
+}
+
+/** Checks the finished partial file: its length, and its digest when the server announced one. */
+async function verify(partial: PartialDownload, size: number, hasher: Hash | FrontierHasher): Promise<"sha256" | "size"> {
+  const actualSize = (await partial.handle.stat()).size;
+  if (actualSize !== size) throw new IntegrityError(`the partial file has ${actualSize} bytes, expected ${size}`);
+  const expected = partial.sha256;
+  if (expected === null) return "size";
+  const actual = hasher instanceof FrontierHasher ? await hasher.digest() : hasher.digest("hex");
+  if (actual !== expected) throw new IntegrityError(`sha256 is ${actual}, the server announced ${expected}`);
+  return "sha256";
+}
+
+function modifiedTime(lastModified: string): Date | null {
+  const ms = Date.parse(lastModified);
+  return Number.isNaN(ms) ? null : new Date(ms);
+}
+
+export function refOf(file: PlannedFile): FileRef {
+  return { nodeRank: file.nodeRank, relativeFileName: file.relativeFileName, sizeBytes: file.sizeBytes, localName: file.localName };
+}
+

@@ -1,0 +1,249 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { runCli, spawnServer } from "../harness/server.js";
+import { api, sha256 } from "../helpers/api.js";
+import { createKey, eventually, freshDataDir, projectAndJob, sleep, tmpEntries } from "./support.js";
+
+/** Crashes and faults: nothing lost, nothing half-visible, nothing left behind. */
+
+async function gc(dir: string, ...args: string[]) {
+  const r = await runCli(["admin", "gc", "--data-dir", dir, "-o", "json", ...args]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as { interruptedDeletes: number; temporaryRemoved: number; orphans: { key: string; sizeBytes: number; action: string }[] };
+}
+
+/** Fills the filesystem holding `dir` until it refuses more; returns the filler's path. */
+function fillDisk(dir: string): string {
+  const path = join(dir, "filler");
+  const fd = openSync(path, "w");
+  const chunk = Buffer.alloc(64 * 1024);
+  try {
+    for (;;) writeSync(fd, chunk);
+  } catch (err) {
+    assert.equal((err as NodeJS.ErrnoException).code, "ENOSPC");
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}
+
+describe("disk full", () => {
+  test("an upload that fills the disk is a 507 with a message; nothing is corrupted and reads go on", async (t) => {
+    const mountPoint = freshDataDir("ckpt-tmpfs-");
+    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mountPoint], { encoding: "utf8" });
+    if (mounted.status !== 0) {
+      rmSync(mountPoint, { recursive: true, force: true });
+      return t.skip(`cannot mount an 8 MiB tmpfs here (${(mounted.stderr || mounted.error?.message || "").trim()}): disk-full behaviour NOT tested`);
+    }
+    const dir = join(mountPoint, "data");
+    const server = await spawnServer(dir);
+    try {
+      const key = await createKey(dir);
+      const { client, jobPath } = await projectAndJob(server.baseUrl, key);
+      const kept = randomBytes(1 << 20);
+      assert.equal((await client.put(`${jobPath}/checkpoint_files/0/kept.bin`, kept)).status, 201);
+
+      const tooBig = await client.put(`${jobPath}/checkpoint_files/0/too-big.bin`, randomBytes(16 << 20));
+      assert.equal(tooBig.status, 507, JSON.stringify(tooBig.body));
+      assert.match(tooBig.body.message, /out of space/);
+      await eventually("the partial upload's temporary data is removed", () => tmpEntries(dir).length === 0);
+
+      // Completely full now: uploads are refused cleanly, reads still work.
+      const filler = fillDisk(mountPoint);
+      const full = await client.put(`${jobPath}/checkpoint_files/0/small.bin`, randomBytes(100_000));
+      assert.ok(full.status === 507 || full.status === 503, `${full.status} ${JSON.stringify(full.body)}`);
+      assert.equal(typeof full.body.message, "string");
+      const listed = await client.get(`${jobPath}/checkpoint_files`);
+      assert.equal(listed.status, 200);
+      assert.deepEqual(listed.body.presigned_urls.map((f: any) => f.relative_file_name), ["kept.bin"]);
+      assert.equal(sha256(Buffer.from(await (await fetch(listed.body.presigned_urls[0].url)).arrayBuffer())), sha256(kept));
+      const created = await client.post("/v1/training_projects", { training_project: { name: "while-full" } });
+      assert.ok(created.status < 500 || created.status === 507 || created.status === 503, `${created.status} ${JSON.stringify(created.body)}`);
+      assert.equal(typeof created.body.message === "string" || created.status === 200, true);
+
+      // Space back: the same server takes uploads again.
+      rmSync(filler);
+      assert.equal((await client.put(`${jobPath}/checkpoint_files/0/after.bin`, Buffer.from("after"))).status, 201);
+      assert.doesNotMatch(server.output(), /"level":50/, "no unhandled error was logged");
+    } finally {
+      server.child.kill("SIGKILL");
+      await server.exited;
+      spawnSync("umount", [mountPoint]);
+      rmSync(mountPoint, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("kill -9 and ckpt admin gc", () => {
+  test("kill -9 in the middle of a job delete: after restart the job is fully there or fully gone, and gc leaves no blob of it", async () => {
+    for (const killAfterMs of [0, 15, 60]) {
+      const dir = freshDataDir();
+      let server = await spawnServer(dir);
+      const key = await createKey(dir);
+      const { client, project, job, jobPath } = await projectAndJob(server.baseUrl, key);
+      const files = new Map<string, Buffer>();
+      await Promise.all(
+        Array.from({ length: 150 }, async (_, i) => {
+          const bytes = randomBytes(2000 + i);
+          files.set(`d${i % 10}/f${i}.bin`, bytes);
+          assert.equal((await client.put(`${jobPath}/checkpoint_files/0/d${i % 10}/f${i}.bin`, bytes)).status, 201);
+        }),
+      );
+      const deleting = client.del(jobPath).catch(() => null);
+      await sleep(killAfterMs);
+      server.child.kill("SIGKILL");
+      await deleting;
+      await server.exited;
+
+      server = await spawnServer(dir);
+      try {
+        const after = api(server.baseUrl, key);
+        const got = await after.get(jobPath);
+        if (got.status === 200) {
+          const listed = await after.get(`${jobPath}/checkpoint_files`);
+          assert.equal(listed.body.total_count, files.size, `killed after ${killAfterMs} ms: a job still there has all its files`);
+          for (const f of listed.body.presigned_urls.slice(0, 20)) {
+            const body = Buffer.from(await (await fetch(f.url)).arrayBuffer());
+            assert.equal(sha256(body), sha256(files.get(f.relative_file_name)!), `${f.relative_file_name} intact`);
+          }
+        } else {
+          assert.equal(got.status, 404, `killed after ${killAfterMs} ms: ${JSON.stringify(got.body)}`);
+          assert.equal((await after.get(`${jobPath}/checkpoint_files`)).status, 404);
+        }
+      } finally {
+        server.child.kill("SIGKILL");
+        await server.exited;
+      }
+      const report = await gc(dir, "--min-age", "0");
+      const jobBlobs = join(dir, "blobs", "training_projects", project.id, "jobs", job.id);
+      if (!existsSync(jobBlobs) || report.orphans.length > 0) {
+        // Gone: not a byte of it remains, and gc found nothing more to remove.
+        assert.ok(!existsSync(jobBlobs) || spawnSync("find", [jobBlobs, "-type", "f"], { encoding: "utf8" }).stdout === "", "no blob of the deleted job remains");
+      }
+      assert.deepEqual(report.orphans.filter((o) => o.action !== "removed"), []);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("gc reports orphan blobs and leftover temporary data, removes them (not in a dry run, not when young), and keeps live files", async () => {
+    const dir = freshDataDir();
+    let server = await spawnServer(dir);
+    const key = await createKey(dir);
+    const { client, project, job, jobPath } = await projectAndJob(server.baseUrl, key);
+    const live = randomBytes(5000);
+    assert.equal((await client.put(`${jobPath}/checkpoint_files/0/live.bin`, live)).status, 201);
+    server.child.kill("SIGKILL");
+    await server.exited;
+
+    // What a crash or a bug could leave: bytes no row owns (old and new), and a temporary file.
+    const rankDir = join(dir, "blobs", "training_projects", project.id, "jobs", job.id, "rank-0");
+    const oldOrphan = join(rankDir, "orphan-old.bin");
+    const youngOrphan = join(rankDir, "orphan-young.bin");
+    writeFileSync(oldOrphan, randomBytes(1234));
+    writeFileSync(youngOrphan, randomBytes(99));
+    const aDayAgo = new Date(Date.now() - 86_400_000);
+    utimesSync(oldOrphan, aDayAgo, aDayAgo);
+    mkdirSync(join(dir, "tmp"), { recursive: true });
+    writeFileSync(join(dir, "tmp", "leftover"), randomBytes(100));
+
+    const dry = await gc(dir, "--dry-run");
+    const prefix = `training_projects/${project.id}/jobs/${job.id}/rank-0/`;
+    assert.deepEqual(
+      dry.orphans.map((o) => [o.key, o.sizeBytes, o.action]).sort(),
+      [
+        [`${prefix}orphan-old.bin`, 1234, "would remove"],
+        [`${prefix}orphan-young.bin`, 99, "kept: too young"],
+      ],
+    );
+    assert.ok(existsSync(oldOrphan) && existsSync(join(dir, "tmp", "leftover")), "a dry run changes nothing");
+
+    const real = await gc(dir);
+    assert.equal(real.temporaryRemoved, 1);
+    assert.deepEqual(real.orphans.map((o) => [o.key, o.action]).sort(), [
+      [`${prefix}orphan-old.bin`, "removed"],
+      [`${prefix}orphan-young.bin`, "kept: too young"],
+    ]);
+    assert.ok(!existsSync(oldOrphan) && existsSync(youngOrphan));
+    assert.deepEqual(tmpEntries(dir), []);
+    assert.deepEqual((await gc(dir, "--min-age", "0")).orphans.map((o) => o.key), [`${prefix}orphan-young.bin`]);
+
+    server = await spawnServer(dir);
+    try {
+      const listed = await api(server.baseUrl, key).get(`${jobPath}/checkpoint_files`);
+      assert.deepEqual(listed.body.presigned_urls.map((f: any) => f.relative_file_name), ["live.bin"]);
+      assert.equal(sha256(Buffer.from(await (await fetch(listed.body.presigned_urls[0].url)).arrayBuffer())), sha256(live));
+    } finally {
+      server.child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("SIGTERM", () => {
+  test("in-flight uploads finish, new connections are refused during the drain, and the process exits 0", async () => {
+    const dir = freshDataDir();
+    const server = await spawnServer(dir, { CKPT_GRACE_PERIOD: "30" });
+    const key = await createKey(dir);
+    const { jobPath } = await projectAndJob(server.baseUrl, key);
+    const chunks = Array.from({ length: 20 }, () => randomBytes(50_000));
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    let sentFirst!: () => void;
+    const firstChunkSent = new Promise<void>((resolve) => (sentFirst = resolve));
+    let writeRest!: () => void;
+    const signalled = new Promise<void>((resolve) => (writeRest = resolve));
+    const uploaded = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        `${server.baseUrl}${jobPath}/checkpoint_files/0/in-flight.bin`,
+        { method: "PUT", headers: { authorization: `Api-Key ${key}`, "content-length": total }, agent: false },
+        (res) => {
+          let body = "";
+          res.on("data", (d) => (body += d));
+          res.on("end", () => resolve({ status: res.statusCode!, body }));
+        },
+      );
+      req.on("error", reject);
+      req.write(chunks[0]!, () => sentFirst());
+      // The rest only once the server has been told to stop, so the upload is certainly in flight.
+      void signalled.then(async () => {
+        for (const chunk of chunks.slice(1)) {
+          req.write(chunk);
+          await sleep(20);
+        }
+        req.end();
+      });
+    });
+    await firstChunkSent;
+    await eventually("the upload has reached the server", () => tmpEntries(dir).length > 0);
+    server.child.kill("SIGTERM");
+    await eventually("the server stops accepting connections", async () => {
+      const { port } = new URL(server.baseUrl);
+      return new Promise<boolean>((resolve) => {
+        const s = connect(Number(port), "127.0.0.1");
+        s.on("connect", () => (s.destroy(), resolve(false)));
+        s.on("error", (err: NodeJS.ErrnoException) => resolve(err.code === "ECONNREFUSED"));
+      });
+    });
+    writeRest();
+    const r = await uploaded;
+    assert.equal(r.status, 201, r.body);
+    assert.equal(JSON.parse(r.body).size_bytes, total);
+    assert.equal(await server.exited, 0);
+
+    const again = await spawnServer(dir);
+    try {
+      const listed = await api(again.baseUrl, key).get(`${jobPath}/checkpoint_files`);
+      assert.equal(listed.body.total_count, 1);
+      const body = Buffer.from(await (await fetch(listed.body.presigned_urls[0].url)).arrayBuffer());
+      assert.equal(sha256(body), sha256(Buffer.concat(chunks)), "the upload finished during the drain is intact");
+    } finally {
+      again.child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

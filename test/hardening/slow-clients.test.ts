@@ -1,0 +1,92 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import { spawnServer, type ServerProcess } from "../harness/server.js";
+import { sha256 } from "../helpers/api.js";
+import { createKey, eventually, freshDataDir, parseRawResponse, projectAndJob, rawConnection, tmpEntries, trickle } from "./support.js";
+
+/**
+ * Slow and stalled clients against `ckpt serve` with 1-second limits: each is cut off, holds
+ * nothing meanwhile, and leaves nothing behind; a slow but steady upload is not cut off.
+ * The assertions are about what happens, never how fast: the trickles are long enough that
+ * finishing them would take far longer than the limits.
+ */
+let dir: string;
+let server: ServerProcess;
+let key: string;
+let jobPath: string;
+before(async () => {
+  dir = freshDataDir();
+  server = await spawnServer(dir, { CKPT_HEADERS_TIMEOUT: "1", CKPT_REQUEST_TIMEOUT: "1", CKPT_IDLE_TIMEOUT: "1" });
+  key = await createKey(dir);
+  ({ jobPath } = await projectAndJob(server.baseUrl, key));
+});
+after(() => {
+  server.child.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const byteByByte = (s: string) => [...s];
+
+describe("slow clients", () => {
+  test("slowloris: twenty clients trickling headers are cut off with a 408, and others are served meanwhile", async () => {
+    const header = `GET /v1/training_projects HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\nx-slow: ${"s".repeat(200)}\r\n\r\n`;
+    const slow = Array.from({ length: 20 }, () => rawConnection(server.baseUrl));
+    // One byte every 50 ms: the whole header block would take ~15 s to send.
+    const trickles = slow.map((c) => trickle(c.socket, byteByByte(header), 50));
+    const listing = await fetch(`${server.baseUrl}/v1/training_projects`, { headers: { authorization: `Api-Key ${key}` } });
+    assert.equal(listing.status, 200, "a normal client is served while the slow ones hang on");
+    for (const [i, c] of slow.entries()) {
+      assert.equal(await trickles[i], false, "the server closed the connection before the headers were complete");
+      await c.closed;
+      const r = parseRawResponse(c.received());
+      assert.equal(r.status, 408);
+      assert.match(r.body.message, /headers did not arrive in time/);
+    }
+  });
+
+  test("a JSON body trickled in is cut off with a 408 and creates nothing", async () => {
+    const body = JSON.stringify({ training_project: { name: `slow-${"x".repeat(300)}` } });
+    const c = rawConnection(server.baseUrl);
+    c.socket.write(
+      `POST /v1/training_projects HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`,
+    );
+    // A byte every 200 ms never trips the 1 s idle timeout, and would take over a minute.
+    assert.equal(await trickle(c.socket, byteByByte(body), 200), false);
+    await c.closed;
+    const r = parseRawResponse(c.received());
+    assert.equal(r.status, 408);
+    assert.equal(typeof r.body.message, "string");
+    const projects = await fetch(`${server.baseUrl}/v1/training_projects`, { headers: { authorization: `Api-Key ${key}` } });
+    assert.ok(!(await projects.text()).includes("slow-"), "no project was created");
+  });
+
+  test("an upload that stalls is aborted: not listed, its temporary data removed", async () => {
+    const c = rawConnection(server.baseUrl);
+    c.socket.write(
+      `PUT ${jobPath}/checkpoint_files/0/stalled.bin HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-length: 10000000\r\n\r\n`,
+    );
+    c.socket.write(randomBytes(100_000));
+    await eventually("the upload has started writing", () => tmpEntries(dir).length > 0);
+    await c.closed; // by the server: the client never closes it
+    await eventually("the temporary file is removed", () => tmpEntries(dir).length === 0);
+    const listed = await (await fetch(`${server.baseUrl}${jobPath}/checkpoint_files`, { headers: { authorization: `Api-Key ${key}` } })).json();
+    assert.equal((listed as any).total_count, 0);
+  });
+
+  test("a slow but steady upload, longer than every timeout, completes", async () => {
+    const chunks = Array.from({ length: 10 }, () => randomBytes(10_000));
+    const c = rawConnection(server.baseUrl);
+    c.socket.write(
+      `PUT ${jobPath}/checkpoint_files/0/steady.bin HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-length: 100000\r\nconnection: close\r\n\r\n`,
+    );
+    // A chunk every 400 ms: 4 s in all, four times the request and idle timeouts.
+    assert.equal(await trickle(c.socket, chunks, 400), true, "the server let the whole body in");
+    await c.closed;
+    const r = parseRawResponse(c.received());
+    assert.equal(r.status, 201, c.received().slice(0, 300));
+    const file = await fetch(r.body.url);
+    assert.equal(sha256(Buffer.from(await file.arrayBuffer())), sha256(Buffer.concat(chunks)));
+  });
+});

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCli } from "../harness/server.js";
+import { api } from "../helpers/api.js";
+
+/** Shared by the hardening tests, which mostly drive `ckpt serve` and `ckpt admin` as processes. */
+export function freshDataDir(prefix = "ckpt-hard-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function createKey(dataDir: string, org = "acme"): Promise<string> {
+  const r = await runCli(["admin", "create-key", "--org", org, "--data-dir", dataDir]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+export async function projectAndJob(baseUrl: string, key: string, name = "p") {
+  const client = api(baseUrl, key);
+  const project = (await client.post("/v1/training_projects", { training_project: { name } })).body.training_project;
+  const job = (await client.post(`/v1/training_projects/${project.id}/jobs`, { training_job: {} })).body.training_job;
+  assert.ok(project?.id && job?.id, "project and job created");
+  return { client, project, job, jobPath: `/v1/training_projects/${project.id}/jobs/${job.id}` };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns true; fails with `what` after `timeoutMs`. Not a timing assertion: the bound is generous. */
+export async function eventually(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
+    await sleep(50);
+  }
+}
+
+export const tmpEntries = (dataDir: string) => readdirSync(join(dataDir, "tmp"));
+
+/** A raw TCP connection to a server, recording what comes back and when it is closed. */
+export function rawConnection(baseUrl: string): { socket: Socket; received: () => string; closed: Promise<void> } {
+  const { hostname, port } = new URL(baseUrl);
+  const socket = connect(Number(port), hostname);
+  let received = "";
+  socket.on("data", (d) => (received += d));
+  socket.on("error", () => {}); // a reset is one way of being cut off
+  const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+  return { socket, received: () => received, closed };
+}
+
+/** Writes one piece every `everyMs` until all are written or the socket is closed; true if all went out. */
+export function trickle(socket: Socket, pieces: (string | Buffer)[], everyMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    let i = 0;
+    const timer = setInterval(() => {
+      if (socket.destroyed || !socket.writable) {
+        clearInterval(timer);
+        return resolve(false);
+      }
+      socket.write(pieces[i++]!);
+      if (i === pieces.length) {
+        clearInterval(timer);
+        resolve(true);
+      }
+    }, everyMs);
+  });
+}
+
+/** The JSON body of a raw HTTP/1.1 response (no chunked encoding: ckpt's error responses have a length). */
+export function parseRawResponse(raw: string): { status: number; headers: Record<string, string>; body: any } {
+  const [head, ...rest] = raw.split("\r\n\r\n");
+  const [statusLine, ...headerLines] = head!.split("\r\n");
+  const headers = Object.fromEntries(headerLines.map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]));
+  const text = rest.join("\r\n\r\n");
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* keep the text */
+  }
+  return { status: Number(statusLine!.split(" ")[1]), headers, body };
+}

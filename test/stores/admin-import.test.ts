@@ -1,0 +1,83 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { placeImportedObject } from "../../src/cli/admin-import.js";
+import { requireOrSkip } from "../harness/required.js";
+import { rgwAvailable, startRgw, type RgwInstance } from "../harness/rgw.js";
+import { runCli, startTestServer } from "../harness/server.js";
+import { api, sha256 } from "../helpers/api.js";
+
+test("objects map to ranks by their rank-N/ folder", () => {
+  assert.deepEqual(placeImportedObject("rank-3/checkpoint-1/a.bin"), { nodeRank: 3, relativeName: "checkpoint-1/a.bin" });
+  assert.deepEqual(placeImportedObject("checkpoint-1/a.bin"), { nodeRank: 0, relativeName: "checkpoint-1/a.bin" });
+  assert.deepEqual(placeImportedObject("rank-99999/x"), { nodeRank: 0, relativeName: "rank-99999/x" });
+  assert.deepEqual(placeImportedObject("rank-01/x"), { nodeRank: 0, relativeName: "rank-01/x" });
+});
+
+let rgw: RgwInstance | null = null;
+before(async () => {
+  if (rgwAvailable()) rgw = await startRgw();
+});
+after(async () => {
+  await rgw?.stop();
+});
+
+test("ckpt admin import adopts a bucket's existing checkpoints (ranks from rank-N/ folders)", async (t) => {
+  if (!requireOrSkip("rgw", rgwAvailable(), t) || !rgw) return;
+  const storeBucket = await rgw.createBucket();
+  const legacyBucket = await rgw.createBucket();
+  const s3 = new S3Client(rgw.s3Config);
+  const objects: Record<string, Buffer> = {
+    "runs/llama/rank-0/checkpoint-100/model.safetensors": randomBytes(300_000),
+    "runs/llama/rank-1/checkpoint-100/model.safetensors": randomBytes(200_000),
+    "runs/llama/config.json": Buffer.from("{}"),
+    "runs/llama/bad//name.bin": Buffer.from("skipped"),
+    "runs/other/rank-0/not-this.bin": Buffer.from("outside the prefix"),
+  };
+  for (const [Key, Body] of Object.entries(objects)) await s3.send(new PutObjectCommand({ Bucket: legacyBucket, Key, Body }));
+
+  const dataDir = mkdtempSync(join(tmpdir(), "ckpt-import-"));
+  const env = {
+    CKPT_DATA_DIR: dataDir,
+    CKPT_BLOB_STORE: `s3://${storeBucket}/ckpt`,
+    CKPT_S3_ENDPOINT: rgw.endpoint,
+    CKPT_S3_REGION: rgw.region,
+    AWS_ACCESS_KEY_ID: rgw.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
+  };
+  try {
+    const dry = await runCli(["admin", "import", "--org", "acme", "--project", "llama", "--dry-run", `s3://${legacyBucket}/runs/llama`], { env });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /rank 1  checkpoint-100\/model.safetensors/);
+    const r = await runCli(["admin", "import", "--org", "acme", "--project", "llama", `s3://${legacyBucket}/runs/llama`], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /imported 3 files/);
+    assert.match(r.stderr, /skipped 1/);
+    const jobId = r.stdout.trim().split("\n").pop()!;
+
+    const server = await startTestServer({ dataDir, env });
+    try {
+      const client = api(server.baseUrl, await server.createKey("acme"));
+      const project = (await client.get("/v1/training_projects")).body.training_projects[0];
+      const listed = (await client.get(`/v1/training_projects/${project.id}/jobs/${jobId}/checkpoint_files`)).body.presigned_urls;
+      const got = new Map<string, string>();
+      for (const f of listed) got.set(`${f.node_rank}/${f.relative_file_name}`, sha256(Buffer.from(await (await fetch(f.url)).arrayBuffer())));
+      assert.deepEqual(
+        Object.fromEntries([...got].sort()),
+        {
+          "0/checkpoint-100/model.safetensors": sha256(objects["runs/llama/rank-0/checkpoint-100/model.safetensors"]!),
+          "0/config.json": sha256(objects["runs/llama/config.json"]!),
+          "1/checkpoint-100/model.safetensors": sha256(objects["runs/llama/rank-1/checkpoint-100/model.safetensors"]!),
+        },
+      );
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
