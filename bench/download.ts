@@ -36,7 +36,7 @@ import { CkptClient } from "../src/client/api.js";
 import type { CheckpointFile } from "../src/client/types.js";
 import { uploadCheckpointFile } from "../src/client/upload.js";
 import { runPool } from "../src/client/download/pool.js";
-import { CKPT_CLI, MiB, onCleanup, run, RssSampler, runCleanups, startServer, tempDir, type ServerHandle } from "./lib.js";
+import { CKPT_CLI, cpuTimeMs, MiB, onCleanup, run, RssSampler, runCleanups, startServer, tempDir, type ServerHandle } from "./lib.js";
 import { formatTable, median, row, type Row } from "./report.js";
 
 interface Fixture {
@@ -78,6 +78,9 @@ interface Measurement {
   /** For ckpt: the engine's own time from its summary (without the CLI's start-up). */
   engineSeconds?: number;
   peakRssMiB: number;
+  /** CPU time (user + system) of the client, sampled until it exits, and of the server over the run. */
+  clientCpuSeconds: number;
+  serverCpuSeconds: number;
 }
 
 export async function runDownloadBench(opts: { quick: boolean; outDir?: string }): Promise<Row[]> {
@@ -145,9 +148,9 @@ export async function runDownloadBench(opts: { quick: boolean; outDir?: string }
 }
 
 /**
- * Times ckpt alone over a grid of tunings (part size x parts per file x files in flight). Ranked
- * by the engine's own time (the run's summary: listing to last rename), which leaves out the
- * CLI's start-up; wall time is printed beside it.
+ * Times ckpt alone over a grid of tunings (part size x parts per file x files in flight). On a
+ * shared or small machine wall times are noisy, so it also reports CPU seconds per GiB of the
+ * client and of the server (far steadier under load), and the peak RSS; ranked by total CPU.
  */
 export async function runDownloadSweep(opts: { quick: boolean; outDir?: string }): Promise<void> {
   const fixture = opts.quick ? QUICK : FULL;
@@ -155,21 +158,29 @@ export async function runDownloadSweep(opts: { quick: boolean; outDir?: string }
   try {
     const main = await seedJob(bench, "checkpoint", mainJobFiles(fixture));
     const grid: string[][] = [];
-    for (const partSize of ["16MiB", "32MiB", "64MiB"])
-      for (const parts of ["4", "8"]) for (const concurrency of ["4", "8", "16"]) grid.push(["--part-size", partSize, "--parts-per-file", parts, "--concurrency", concurrency]);
-    const results = new Map<string, { engine: number[]; wall: number[] }>();
+    for (const partSize of ["16MiB", "64MiB"])
+      for (const parts of ["2", "4", "8"]) for (const concurrency of ["4", "16"]) grid.push(["--part-size", partSize, "--parts-per-file", parts, "--concurrency", concurrency]);
+    const results = new Map<string, Measurement[]>();
     for (let round = 0; round < fixture.rounds; round++)
       for (const flags of round % 2 === 0 ? grid : [...grid].reverse()) {
-        const { seconds, engineSeconds } = await download(bench, main, "ckpt", flags);
-        const entry = results.get(flags.join(" ")) ?? { engine: [], wall: [] };
-        entry.engine.push(engineSeconds!);
-        entry.wall.push(seconds);
-        results.set(flags.join(" "), entry);
+        const key = flags.join(" ");
+        results.set(key, [...(results.get(key) ?? []), await download(bench, main, "ckpt", flags)]);
       }
-    const mibps = (s: number[]) => main.bytes / MiB / median(s);
-    const ranked = [...results].map(([flags, r]) => ({ flags, engine: mibps(r.engine), wall: mibps(r.wall) })).sort((a, b) => b.engine - a.engine);
-    console.log("engine MiB/s  wall MiB/s  flags");
-    for (const r of ranked) console.log(`${r.engine.toFixed(0).padStart(12)}  ${r.wall.toFixed(0).padStart(10)}  ${r.flags}`);
+    const gib = main.bytes / 1024 / MiB;
+    const ranked = [...results].map(([flags, m]) => ({
+      flags,
+      engine: main.bytes / MiB / median(m.map((x) => x.engineSeconds!)),
+      wall: main.bytes / MiB / median(m.map((x) => x.seconds)),
+      client: median(m.map((x) => x.clientCpuSeconds)) / gib,
+      server: median(m.map((x) => x.serverCpuSeconds)) / gib,
+      rss: Math.max(...m.map((x) => x.peakRssMiB)),
+    }));
+    ranked.sort((a, b) => a.client + a.server - (b.client + b.server));
+    console.log("engine MiB/s  wall MiB/s  client CPU s/GiB  server CPU s/GiB  peak RSS MiB  flags");
+    for (const r of ranked)
+      console.log(
+        `${r.engine.toFixed(0).padStart(12)}  ${r.wall.toFixed(0).padStart(10)}  ${r.client.toFixed(2).padStart(16)}  ${r.server.toFixed(2).padStart(16)}  ${r.rss.toFixed(0).padStart(12)}  ${r.flags}`,
+      );
   } finally {
     await bench.server.stop();
   }
@@ -242,15 +253,36 @@ async function download(bench: Bench, job: Job, tool: Tool, ckptFlags: string[] 
   mkdirSync(out, { recursive: true });
   const [cmd, args] = commandFor(bench, job, tool, out, ckptFlags);
   let sampler: RssSampler | null = null;
+  let clientCpuMs = 0;
+  let cpuTimer: NodeJS.Timeout | undefined;
+  const serverCpuBefore = cpuTimeMs(bench.server.pid);
   const result = await run(cmd, args, {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, CKPT_API_URL: bench.server.baseUrl, CKPT_API_KEY: bench.apiKey },
-    onSpawn: (child) => (sampler = new RssSampler(child.pid!).start()),
+    onSpawn: (child) => {
+      sampler = new RssSampler(child.pid!).start();
+      // /proc is gone once the process exits: keep the last reading (at most 20 ms short).
+      cpuTimer = setInterval(() => {
+        try {
+          clientCpuMs = cpuTimeMs(child.pid!);
+        } catch {
+          /* exited */
+        }
+      }, 20);
+    },
   });
+  clearInterval(cpuTimer);
+  const serverCpuSeconds = (cpuTimeMs(bench.server.pid) - serverCpuBefore) / 1000;
   const peakRssMiB = (sampler as RssSampler | null)?.stop() ?? Number.NaN;
   checkDownloaded(job, out, tool);
   await run("rm", ["-rf", out]);
   const summary = tool === "ckpt" ? (JSON.parse(result.stdout.trim().split("\n").at(-1)!) as { elapsedMs: number }) : null;
-  return { seconds: result.ms / 1000, engineSeconds: summary ? summary.elapsedMs / 1000 : undefined, peakRssMiB };
+  return {
+    seconds: result.ms / 1000,
+    engineSeconds: summary ? summary.elapsedMs / 1000 : undefined,
+    peakRssMiB,
+    clientCpuSeconds: clientCpuMs / 1000,
+    serverCpuSeconds,
+  };
 }
 
 function commandFor(bench: Bench, job: Job, tool: Tool, out: string, ckptFlags: string[]): [string, string[]] {

@@ -17,7 +17,10 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { Agent, request } from "undici";
-import { runCli, spawnServer } from "../test/harness/server.js";
+import { loadServerConfig } from "../src/config.js";
+import { issueKey } from "../src/domain/keys.js";
+import { openMetadataStore } from "../src/server/runtime.js";
+import { spawnServer } from "../test/harness/server.js";
 
 export interface LoadOptions {
   seconds: number;
@@ -58,9 +61,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const server = await spawnServer(dataDir, { CKPT_LOG_LEVEL: "warn" });
   const agent = new Agent({ connections: options.clients, pipelining: 1 });
   try {
-    const created = await runCli(["admin", "create-key", "--org", "load", "--data-dir", dataDir]);
-    if (created.code !== 0) throw new Error(`create-key failed: ${created.stderr}`);
-    const headers = { authorization: `Api-Key ${created.stdout.trim()}`, "content-type": "application/json" };
+    const headers = { authorization: `Api-Key ${await createKey(dataDir)}`, "content-type": "application/json" };
     const call = async (method: "GET" | "POST" | "PUT", path: string, body?: string | Buffer) => {
       const r = await request(server.baseUrl + path, { method, headers, body, dispatcher: agent });
       const text = await r.body.text();
@@ -70,10 +71,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const job = (await call("POST", `/v1/training_projects/${project.id}/jobs`, JSON.stringify({ training_job: {} }))).json().training_job;
     const jobPath = `/v1/training_projects/${project.id}/jobs/${job.id}`;
     const payload = randomBytes(fileBytes);
-    for (let i = 0; i < (options.seedFiles ?? 200); i++) {
-      const put = await call("PUT", `${jobPath}/checkpoint_files/0/seed/${i}.bin`, payload);
-      if (put.status !== 201) throw new Error(`seeding failed with ${put.status}`);
-    }
+    const seedFiles = options.seedFiles ?? 200;
+    let seeded = 0;
+    await Promise.all(
+      Array.from({ length: options.clients }, async () => {
+        for (let i = seeded++; i < seedFiles; i = seeded++) {
+          const put = await call("PUT", `${jobPath}/checkpoint_files/0/seed/${i}.bin`, payload);
+          if (put.status !== 201) throw new Error(`seeding failed with ${put.status}`);
+        }
+      }),
+    );
     // Download URLs come from listings, as a real client gets them; refreshed by every list.
     let urls: string[] = (await call("GET", `${jobPath}/checkpoint_files?page_size=1000`)).json().presigned_urls.map((f: { url: string }) => f.url);
 
@@ -158,6 +165,19 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     server.child.kill("SIGTERM");
     await server.exited;
     rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** What `ckpt admin create-key` does, without starting another process. */
+async function createKey(dataDir: string): Promise<string> {
+  const store = await openMetadataStore(loadServerConfig({ dataDir }, {}));
+  try {
+    const org = await store.ensureOrganisation("load");
+    const key = issueKey();
+    await store.insertApiKey({ keyId: key.keyId, orgId: org.id, secretHash: key.secretHash });
+    return key.plaintext;
+  } finally {
+    await store.close();
   }
 }
 

@@ -9,6 +9,7 @@ import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import pg from "pg";
+import { newId } from "../src/domain/ids.js";
 import { issueKey } from "../src/domain/keys.js";
 import { blobKeyOf } from "../src/domain/names.js";
 import { PostgresMetadataStore } from "../src/stores/metadata/postgres.js";
@@ -39,8 +40,8 @@ async function createJob(store: MetadataStore): Promise<Omit<SeededJob, "fileCou
   const org = await store.ensureOrganisation("bench");
   const key = issueKey();
   await store.insertApiKey({ keyId: key.keyId, orgId: org.id, secretHash: key.secretHash });
-  const project = await store.upsertProject(org.id, `bench-${Math.random().toString(36).slice(2, 8)}`);
-  const job = await store.createJob({ id: Math.random().toString(36).slice(2, 10).padEnd(8, "0"), orgId: org.id, projectId: project.id, name: "bench", spec: {}, priority: 0 });
+  const project = await store.upsertProject(org.id, `bench-${newId()}`);
+  const job = await store.createJob({ id: newId(), orgId: org.id, projectId: project.id, name: "bench", spec: {}, priority: 0 });
   return { apiKey: key.plaintext, projectId: project.id, jobId: job.id };
 }
 
@@ -109,8 +110,7 @@ export async function seedPostgres(url: string, count: number): Promise<SeededJo
     await client.query("BEGIN");
     for (const c of constraints) await client.query(`ALTER TABLE checkpoint_files DROP CONSTRAINT ${client.escapeIdentifier(c.name)}`);
     for (const i of indexes) await client.query(`DROP INDEX ${client.escapeIdentifier(i.name)}`);
-    const q = async (sql: string, values?: unknown[]) => { const t = performance.now(); await client.query(sql, values); if (process.env.BENCH_DEBUG) console.error(sql.slice(0, 60), (performance.now() - t).toFixed(0)); };
-    await q(
+    await client.query(
       `INSERT INTO checkpoint_files (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
        SELECT $1, g, g % 8,
               'checkpoint-' || lpad(((g / 100000) * 1000)::text, 6, '0') || '/model-' || lpad(g::text, 7, '0') || '-of-1000000.safetensors',
@@ -120,11 +120,11 @@ export async function seedPostgres(url: string, count: number): Promise<SeededJo
     );
     // Unique and primary keys before the foreign key (ORDER BY contype DESC: u, p, f).
     for (const c of constraints)
-      await q(`ALTER TABLE checkpoint_files ADD CONSTRAINT ${client.escapeIdentifier(c.name)} ${c.def}`);
-    for (const i of indexes) await q(i.def);
+      await client.query(`ALTER TABLE checkpoint_files ADD CONSTRAINT ${client.escapeIdentifier(c.name)} ${c.def}`);
+    for (const i of indexes) await client.query(i.def);
     await client.query("UPDATE jobs SET file_count = $1 WHERE id = $2", [count, ids.jobId]);
     await client.query("COMMIT");
-    await q("VACUUM ANALYZE checkpoint_files");
+    await client.query("VACUUM ANALYZE checkpoint_files");
   } catch (err) {
     await client.query("ROLLBACK").catch(() => {});
     throw err;

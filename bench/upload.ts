@@ -94,9 +94,9 @@ async function measure(server: ServerHandle, work: () => Promise<unknown>): Prom
 
 export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
   const shards = opts.quick ? 2 : 4;
-  const shardBytes = opts.quick ? 64 * MiB : 512 * MiB;
+  const shardBytes = opts.quick ? 64 * MiB : 256 * MiB;
   const small = opts.quick ? 100 : 500;
-  const rounds = opts.quick ? 2 : 3;
+  const rounds = 2;
 
   const local = tempDir("upload-src");
   const data = tempDir("upload-data");

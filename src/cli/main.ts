@@ -1,16 +1,26 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
-import { registerAdmin } from "./admin.js";
-import { registerCheckpoints } from "./checkpoints.js";
 import { CliError, describeError } from "./common.js";
-import { registerDownload } from "./download.js";
-import { registerJobs } from "./jobs.js";
-import { registerLs } from "./ls.js";
-import { registerProjects } from "./projects.js";
-import { registerPush } from "./push.js";
-import { registerRun } from "./run.js";
-import { registerServe } from "./serve.js";
-import { registerSync } from "./sync.js";
+
+type Register = (program: Command) => void;
+
+/**
+ * Every command, in the order help lists them, each loaded only when it is needed: the server
+ * side (serve, admin) pulls in Fastify, SQLite, PostgreSQL and the AWS SDK, about a second of
+ * start-up that `ckpt ls` or `ckpt download` should not pay. A new command is one line here.
+ */
+const COMMANDS: [name: string, load: () => Promise<Register>][] = [
+  ["serve", async () => (await import("./serve.js")).registerServe],
+  ["admin", async () => (await import("./admin.js")).registerAdmin],
+  ["push", async () => (await import("./push.js")).registerPush],
+  ["projects", async () => (await import("./projects.js")).registerProjects],
+  ["jobs", async () => (await import("./jobs.js")).registerJobs],
+  ["checkpoints", async () => (await import("./checkpoints.js")).registerCheckpoints],
+  ["ls", async () => (await import("./ls.js")).registerLs],
+  ["download", async () => (await import("./download.js")).registerDownload],
+  ["run", async () => (await import("./run.js")).registerRun],
+  ["sync", async () => (await import("./sync.js")).registerSync],
+];
 
 const program = new Command()
   .name("ckpt")
@@ -18,18 +28,10 @@ const program = new Command()
   .showHelpAfterError()
   .exitOverride();
 
-registerServe(program);
-registerAdmin(program);
-registerPush(program);
-registerProjects(program);
-registerJobs(program);
-registerCheckpoints(program);
-registerLs(program);
-registerDownload(program);
-registerRun(program);
-registerSync(program);
-
 try {
+  // The command named on the command line; for anything else (help, a typo) all of them.
+  const named = COMMANDS.find(([name]) => name === process.argv[2]);
+  for (const [, load] of named ? [named] : COMMANDS) (await load())(program);
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) process.exit(err.exitCode);

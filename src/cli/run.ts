@@ -125,9 +125,9 @@ async function resolveOrCreateProject(client: CkptClient, nameOrId: string): Pro
 
 /**
  * The training command's environment: where to write checkpoints and which rank this is, under
- * both ckpt's names and Baseten's (so scripts written for Baseten run unchanged), and the job, so
- * that a launcher started as rank 0's command can hand it to the other ranks. The API key is not
- * added: a key given with --api-key stays out of the environment of everything CMD starts.
+ * both ckpt's names and Baseten's (so scripts written for Baseten run unchanged), and the job and
+ * server, so that a launcher started as rank 0's command can hand them to the other ranks. The API
+ * key is not added: a key given with --api-key stays out of the environment of everything CMD starts.
  */
 function trainingEnv(args: { client: CkptClient; project: TrainingProject; job: TrainingJob; nodeRank: number; dir: string }): NodeJS.ProcessEnv {
   return {
@@ -192,11 +192,12 @@ function reportFinalSync(
   context: { exit: CommandExit; unsettledAtExit: string[]; interrupted: boolean; jobId: string; dir: string; opts: RunOptions },
 ): void {
   const { exit, unsettledAtExit, opts } = context;
+  if (exit.spawnError) log(describeExit(exit));
   const succeeded = exit.code === 0 && !exit.stopRequested;
   if (!succeeded && unsettledAtExit.length > 0)
     log(
       `warning: these files were still changing when the command ended and were uploaded as they are on disk; ` +
-        `they may be incomplete:\n  ${unsettledAtExit.map(printable).join("\n  ")}`,
+        `they may be incomplete:\n${listSome(unsettledAtExit)}`,
     );
   if (!opts.quiet || summary.failed.length > 0) log(`final sync: ${describeSummary(summary)}`);
   if (summary.failed.length > 0) {
@@ -204,6 +205,13 @@ function reportFinalSync(
     const finish = `ckpt sync --project ${opts.project} --job ${context.jobId} --node-rank ${opts.nodeRank} ${context.dir}`;
     log(`${context.interrupted ? "final sync interrupted" : "some files did not upload"}; \`${finish}\` finishes them`);
   }
+}
+
+/** Names one per line, indented; a long list is cut short. */
+function listSome(names: string[], max = 20): string {
+  const shown = names.slice(0, max).map((name) => `  ${printable(name)}`);
+  if (names.length > max) shown.push(`  … and ${names.length - max} more`);
+  return shown.join("\n");
 }
 
 type JobChange = Parameters<CkptClient["updateJob"]>[2];

@@ -13,7 +13,7 @@ export function withSyncOptions(cmd: Command): Command {
     )
     .option("--scan-interval <seconds>", `how often the folder is scanned (default ${DEFAULT_SYNC_TUNING.scanIntervalMs / 1000})`, parseSeconds("--scan-interval"))
     .option("--concurrency <n>", `files uploaded at once (default ${DEFAULT_SYNC_TUNING.concurrency})`, parseIntegerOption("--concurrency", 1, 64))
-    .option("--max-upload-rate <size>", "upload bandwidth cap per second for all files together, e.g. 50MiB (default: none)", parseByteSize("--max-upload-rate"))
+    .option("--max-upload-rate <size>", "upload bandwidth cap per second for all files together, e.g. 50MiB (default: none)", parseRate)
     .option("--quiet", "print only warnings and errors");
 }
 
@@ -70,6 +70,13 @@ export function describeFailures(summary: SyncSummary): string {
 
 export function log(message: string): void {
   process.stderr.write(`ckpt: ${message}\n`);
+}
+
+/** Bytes per second, as a size ("50MiB"); zero would never send anything. */
+function parseRate(raw: string): number {
+  const rate = parseByteSize("--max-upload-rate")(raw);
+  if (rate === 0) throw new CliError("--max-upload-rate must be above 0");
+  return rate;
 }
 
 /** A positive number of seconds, decimals allowed ("0.3"). */

@@ -214,14 +214,23 @@ export class CkptService {
     key: string,
     stored: { sizeBytes: number; sha256: string | null },
   ): Promise<FileRecord> {
-    const committed = await this.metadata.commitFile({
-      jobId: target.jobId,
-      nodeRank: target.nodeRank,
-      relativeName: target.relativeName,
-      sizeBytes: stored.sizeBytes,
-      sha256: stored.sha256,
-      maxFilesPerJob: this.limits.maxFilesPerJob,
-    });
+    let committed: Awaited<ReturnType<MetadataStore["commitFile"]>>;
+    try {
+      committed = await this.metadata.commitFile({
+        jobId: target.jobId,
+        nodeRank: target.nodeRank,
+        relativeName: target.relativeName,
+        sizeBytes: stored.sizeBytes,
+        sha256: stored.sha256,
+        maxFilesPerJob: this.limits.maxFilesPerJob,
+      });
+    } catch (err) {
+      // The database refused (full, unreachable): a new file's bytes must not linger unlisted.
+      // A replacement's previous bytes are already gone; its row is corrected by a re-upload.
+      const listed = await this.metadata.getFile(target.jobId, target.nodeRank, target.relativeName).catch(() => "unknown");
+      if (listed === null) await this.blobs.delete(key).catch(() => {});
+      throw err;
+    }
     if (committed === "job-gone") {
       // The job was deleted while the bytes were in flight: leave nothing behind.
       await this.blobs.delete(key);

@@ -8,7 +8,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { runCli, spawnServer } from "../harness/server.js";
 import { api, sha256 } from "../helpers/api.js";
-import { createKey, eventually, freshDataDir, projectAndJob, sleep, tmpEntries } from "./support.js";
+import { collectGarbageIn, createKey, eventually, freshDataDir, projectAndJob, sleep, tmpEntries } from "./support.js";
 
 /** Crashes and faults: nothing lost, nothing half-visible, nothing left behind. */
 
@@ -63,14 +63,17 @@ describe("disk full", () => {
       assert.equal(listed.status, 200);
       assert.deepEqual(listed.body.presigned_urls.map((f: any) => f.relative_file_name), ["kept.bin"]);
       assert.equal(sha256(Buffer.from(await (await fetch(listed.body.presigned_urls[0].url)).arrayBuffer())), sha256(kept));
+      // Metadata writes may still find room in the database file, or not: then a 507 too, never a 500.
       const created = await client.post("/v1/training_projects", { training_project: { name: "while-full" } });
-      assert.ok(created.status < 500 || created.status === 507 || created.status === 503, `${created.status} ${JSON.stringify(created.body)}`);
-      assert.equal(typeof created.body.message === "string" || created.status === 200, true);
+      assert.ok(created.status === 200 || created.status === 507, `${created.status} ${JSON.stringify(created.body)}`);
+      const patched = await client.patch(jobPath, { priority: 3 });
+      assert.ok(patched.status === 200 || patched.status === 507, `${patched.status} ${JSON.stringify(patched.body)}`);
+      if (patched.status === 507) assert.match(patched.body.message, /out of space/);
 
       // Space back: the same server takes uploads again.
       rmSync(filler);
       assert.equal((await client.put(`${jobPath}/checkpoint_files/0/after.bin`, Buffer.from("after"))).status, 201);
-      assert.doesNotMatch(server.output(), /"level":50/, "no unhandled error was logged");
+      assert.doesNotMatch(server.output(), /unhandled error/);
     } finally {
       server.child.kill("SIGKILL");
       await server.exited;
@@ -82,51 +85,54 @@ describe("disk full", () => {
 
 describe("kill -9 and ckpt admin gc", () => {
   test("kill -9 in the middle of a job delete: after restart the job is fully there or fully gone, and gc leaves no blob of it", async () => {
-    for (const killAfterMs of [0, 15, 60]) {
-      const dir = freshDataDir();
-      let server = await spawnServer(dir);
-      const key = await createKey(dir);
-      const { client, project, job, jobPath } = await projectAndJob(server.baseUrl, key);
-      const files = new Map<string, Buffer>();
-      await Promise.all(
-        Array.from({ length: 150 }, async (_, i) => {
-          const bytes = randomBytes(2000 + i);
-          files.set(`d${i % 10}/f${i}.bin`, bytes);
-          assert.equal((await client.put(`${jobPath}/checkpoint_files/0/d${i % 10}/f${i}.bin`, bytes)).status, 201);
-        }),
-      );
-      const deleting = client.del(jobPath).catch(() => null);
-      await sleep(killAfterMs);
-      server.child.kill("SIGKILL");
-      await deleting;
-      await server.exited;
+    // One data directory and one key throughout; each round kills the server the previous
+    // round restarted, at a different moment of its delete.
+    const dir = freshDataDir();
+    const key = await createKey(dir);
+    let server = await spawnServer(dir);
+    try {
+      for (const [round, killAfterMs] of [0, 40].entries()) {
+        const { client, project, job, jobPath } = await projectAndJob(server.baseUrl, key, `round-${round}`);
+        const files = new Map<string, Buffer>();
+        await Promise.all(
+          Array.from({ length: 60 }, async (_, i) => {
+            const bytes = randomBytes(2000 + i);
+            files.set(`d${i % 10}/f${i}.bin`, bytes);
+            assert.equal((await client.put(`${jobPath}/checkpoint_files/0/d${i % 10}/f${i}.bin`, bytes)).status, 201);
+          }),
+        );
+        const deleting = client.del(jobPath).catch(() => null);
+        await sleep(killAfterMs);
+        server.child.kill("SIGKILL");
+        await deleting;
+        await server.exited;
 
-      server = await spawnServer(dir);
-      try {
+        server = await spawnServer(dir);
         const after = api(server.baseUrl, key);
         const got = await after.get(jobPath);
-        if (got.status === 200) {
+        const gone = got.status === 404;
+        if (gone) {
+          assert.equal((await after.get(`${jobPath}/checkpoint_files`)).status, 404);
+        } else {
+          assert.equal(got.status, 200, `killed after ${killAfterMs} ms: ${JSON.stringify(got.body)}`);
           const listed = await after.get(`${jobPath}/checkpoint_files`);
           assert.equal(listed.body.total_count, files.size, `killed after ${killAfterMs} ms: a job still there has all its files`);
-          for (const f of listed.body.presigned_urls.slice(0, 20)) {
+          for (const f of listed.body.presigned_urls) {
             const body = Buffer.from(await (await fetch(f.url)).arrayBuffer());
             assert.equal(sha256(body), sha256(files.get(f.relative_file_name)!), `${f.relative_file_name} intact`);
           }
-        } else {
-          assert.equal(got.status, 404, `killed after ${killAfterMs} ms: ${JSON.stringify(got.body)}`);
-          assert.equal((await after.get(`${jobPath}/checkpoint_files`)).status, 404);
         }
-      } finally {
-        server.child.kill("SIGKILL");
-        await server.exited;
+        // Safe beside the running server here: no upload is in flight.
+        const report = await collectGarbageIn(dir, { minAgeMs: 0 });
+        const jobPrefix = `training_projects/${project.id}/jobs/${job.id}/`;
+        assert.deepEqual(report.orphans.filter((o) => o.key.startsWith(jobPrefix)), [], "no blob of the job was left without its row");
+        const jobBlobs = join(dir, "blobs", jobPrefix);
+        const remaining = existsSync(jobBlobs) ? spawnSync("find", [jobBlobs, "-type", "f"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean) : [];
+        assert.equal(remaining.length, gone ? 0 : files.size, gone ? "no blob of the deleted job remains" : "every blob of the surviving job remains");
       }
-      const report = await gc(dir, "--min-age", "0");
-      const jobBlobs = join(dir, "blobs", "training_projects", project.id, "jobs", job.id);
-      if (!existsSync(jobBlobs) || report.orphans.length > 0) {
-        // Gone: not a byte of it remains, and gc found nothing more to remove.
-        assert.ok(!existsSync(jobBlobs) || spawnSync("find", [jobBlobs, "-type", "f"], { encoding: "utf8" }).stdout === "", "no blob of the deleted job remains");
-      }
-      assert.deepEqual(report.orphans.filter((o) => o.action !== "removed"), []);
+    } finally {
+      server.child.kill("SIGKILL");
+      await server.exited;
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -171,7 +177,7 @@ describe("kill -9 and ckpt admin gc", () => {
     ]);
     assert.ok(!existsSync(oldOrphan) && existsSync(youngOrphan));
     assert.deepEqual(tmpEntries(dir), []);
-    assert.deepEqual((await gc(dir, "--min-age", "0")).orphans.map((o) => o.key), [`${prefix}orphan-young.bin`]);
+    assert.deepEqual((await collectGarbageIn(dir, { minAgeMs: 0 })).orphans.map((o) => o.key), [`${prefix}orphan-young.bin`]);
 
     server = await spawnServer(dir);
     try {

@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCli } from "../harness/server.js";
+import { collectGarbage, type GcReport } from "../../src/cli/admin.js";
+import { loadServerConfig } from "../../src/config.js";
+import { issueKey } from "../../src/domain/keys.js";
+import { openMetadataStore, openRuntime } from "../../src/server/runtime.js";
+import { CLI_PATH } from "../harness/server.js";
 import { api } from "../helpers/api.js";
 
 /** Shared by the hardening tests, which mostly drive `ckpt serve` and `ckpt admin` as processes. */
@@ -11,10 +16,30 @@ export function freshDataDir(prefix = "ckpt-hard-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/**
+ * What `ckpt admin create-key` does, in this process: starting a CLI process costs a second of
+ * CPU, and the CLI itself is tested in test/server. A running server sees the key at once.
+ */
 export async function createKey(dataDir: string, org = "acme"): Promise<string> {
-  const r = await runCli(["admin", "create-key", "--org", org, "--data-dir", dataDir]);
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout.trim();
+  const store = await openMetadataStore(loadServerConfig({ dataDir }, {}));
+  try {
+    const organisation = await store.ensureOrganisation(org);
+    const key = issueKey();
+    await store.insertApiKey({ keyId: key.keyId, orgId: organisation.id, secretHash: key.secretHash });
+    return key.plaintext;
+  } finally {
+    await store.close();
+  }
+}
+
+/** What `ckpt admin gc` does, in this process (the command itself is run in faults.test.ts). */
+export async function collectGarbageIn(dataDir: string, options: { dryRun?: boolean; minAgeMs?: number } = {}): Promise<GcReport> {
+  const runtime = await openRuntime(loadServerConfig({ dataDir }, {}));
+  try {
+    return await collectGarbage(runtime.service, { dryRun: options.dryRun ?? false, minAgeMs: options.minAgeMs ?? 3_600_000 });
+  } finally {
+    await runtime.close();
+  }
 }
 
 export async function projectAndJob(baseUrl: string, key: string, name = "p") {
@@ -80,4 +105,21 @@ export function parseRawResponse(raw: string): { status: number; headers: Record
     /* keep the text */
   }
   return { status: Number(statusLine!.split(" ")[1]), headers, body };
+}
+
+/**
+ * `ckpt serve` with any flags, ready once it logs "ckpt serving" (spawnServer in the harness
+ * probes plain-HTTP /healthz, which a TLS server does not answer).
+ */
+export async function spawnServe(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, [CLI_PATH, "serve", ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  await eventually("ckpt serve is up", () => {
+    if (child.exitCode !== null) assert.fail(`ckpt serve exited early:\n${output}`);
+    return output.includes("ckpt serving");
+  });
+  return { child, output: () => output, exited };
 }

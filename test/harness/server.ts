@@ -81,7 +81,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       return key.plaintext;
     },
     async stop() {
-      await app.close();
+      // A test may leave a response unread (a download it only checked the status of); close()
+      // would wait for it for as long as the keep-alive lasts, so cut every connection now.
+      const closing = app.close();
+      app.server.closeAllConnections();
+      await closing;
       await runtime.close();
       await services?.stop();
       if (ownsDir) rmSync(dataDir, { recursive: true, force: true });

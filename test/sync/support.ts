@@ -39,26 +39,30 @@ export function contentOf(file: PlannedFile): Buffer {
 /**
  * The start of every training script: `writeSlowly` writes a planned file chunk by chunk with a
  * pause after each chunk, into $BT_CHECKPOINT_DIR (the Baseten name, as a real script would).
+ * A script whose `ckpt run` is gone (killed by a test, or by a failing one's clean-up) stops
+ * on its own, so no test leaves a writer behind.
  */
 const SCRIPT_PRELUDE = `
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 const dir = process.env.BT_CHECKPOINT_DIR;
+const parent = process.ppid;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const orphaned = () => process.ppid !== parent;
 ${chunkBytes.toString()}
 async function writeSlowly(file, pauseMs) {
   const path = join(dir, file.name);
   mkdirSync(dirname(path), { recursive: true });
   const fd = openSync(path, "w");
-  for (let i = 0; i < file.chunks; i++) {
+  for (let i = 0; i < file.chunks && !orphaned(); i++) {
     writeSync(fd, chunkBytes(file.name, i, file.chunkSize));
     await sleep(pauseMs);
   }
   closeSync(fd);
 }
 async function waitForFile(path, maxMs) {
-  for (const end = Date.now() + maxMs; !existsSync(path) && Date.now() < end; ) await sleep(20);
+  for (const end = Date.now() + maxMs; !existsSync(path) && Date.now() < end && !orphaned(); ) await sleep(20);
 }
 `;
 

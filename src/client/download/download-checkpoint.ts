@@ -51,7 +51,8 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
   );
   const checkpoint =
     options.checkpoint === "latest" ? await latestCheckpointId(client, options.projectId, options.jobId, async () => book.files()) : options.checkpoint;
-  const run = await planRun(book, { ...options, checkpointId: checkpoint }, dest);
+  const selection = { checkpointId: checkpoint, include: options.include, nodeRanks: options.nodeRanks, flat: options.flat };
+  const run = await planRun(book, selection, dest);
   progress.setTotals(run.totals);
   emit({ type: "planned" });
   for (const { file, error } of run.failed) emit({ type: "file-failed", file, error });

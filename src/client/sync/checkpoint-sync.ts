@@ -75,7 +75,12 @@ export class CheckpointSync {
    * true: same size, mtime and sha256 on disk, and listed by the server with that size.
    */
   static async open(options: CheckpointSyncOptions): Promise<CheckpointSync> {
-    const tuning: SyncTuning = { ...DEFAULT_SYNC_TUNING, ...definedFields(options) };
+    const tuning: SyncTuning = {
+      settleMs: options.settleMs ?? DEFAULT_SYNC_TUNING.settleMs,
+      scanIntervalMs: options.scanIntervalMs ?? DEFAULT_SYNC_TUNING.scanIntervalMs,
+      concurrency: options.concurrency ?? DEFAULT_SYNC_TUNING.concurrency,
+      maxBytesPerSecond: options.maxBytesPerSecond,
+    };
     const identity: JournalIdentity = { projectId: options.projectId, jobId: options.jobId, nodeRank: options.nodeRank };
     const stillSynced = await verifiedJournalEntries(options, identity, tuning.concurrency);
     const emit = (event: SyncEvent) => options.onEvent?.(event);
@@ -292,12 +297,6 @@ export class CheckpointSync {
   private emit(event: SyncEvent): void {
     this.options.onEvent?.(event);
   }
-}
-
-/** The tuning fields the caller actually set (an explicit undefined does not erase a default). */
-function definedFields(options: Partial<SyncTuning>): Partial<SyncTuning> {
-  const fields: (keyof SyncTuning)[] = ["settleMs", "scanIntervalMs", "concurrency", "maxBytesPerSecond"];
-  return Object.fromEntries(fields.filter((key) => options[key] !== undefined).map((key) => [key, options[key]]));
 }
 
 function uploadClient(client: CkptClient, maxBytesPerSecond: number | undefined): CkptClient {

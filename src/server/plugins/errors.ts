@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { ApiError } from "../../domain/errors.js";
+import { ApiError, insufficientStorage } from "../../domain/errors.js";
 import { errorSecurityHeaders } from "./security-headers.js";
 import { rawResponse } from "./slow-clients.js";
 
@@ -24,6 +24,14 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (request.raw.destroyed && (fe.code === "ECONNRESET" || fe.code === "ERR_STREAM_PREMATURE_CLOSE")) {
       request.log.info({ code: fe.code }, "client went away mid-request");
       return reply.status(400).send({ message: "the client closed the connection", code: "CLIENT_CLOSED" });
+    }
+    // A full disk under the metadata store (SQLite's SQLITE_FULL, PostgreSQL's disk_full) is a
+    // condition the operator must fix, not a bug: say so, as uploads do when blobs run out of room.
+    const dbCode = (err as { code?: unknown }).code;
+    if (dbCode === "SQLITE_FULL" || dbCode === "53100") {
+      request.log.error({ err }, "metadata store out of space");
+      const full = insufficientStorage("the metadata store is out of space");
+      return reply.status(full.statusCode).send({ message: full.message, code: full.code });
     }
     const status = fe.statusCode ?? 500;
     if (status >= 400 && status < 500) {
