@@ -117,6 +117,6 @@ export async function runListingDepthBench(opts: { quick: boolean }): Promise<Ro
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (isMain) {
-  const { runStandalone } = await import("./main.js");
+  const { runStandalone } = await import("./run.js");
   await runStandalone([runListingDepthBench]);
 }

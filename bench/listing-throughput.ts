@@ -114,6 +114,6 @@ export async function runListingThroughputBench(opts: { quick: boolean }): Promi
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (isMain) {
-  const { runStandalone } = await import("./main.js");
+  const { runStandalone } = await import("./run.js");
   await runStandalone([runListingThroughputBench]);
 }

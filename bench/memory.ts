@@ -110,6 +110,6 @@ export async function runMemoryBench(opts: { quick: boolean }): Promise<Row[]> {
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (isMain) {
-  const { runStandalone } = await import("./main.js");
+  const { runStandalone } = await import("./run.js");
   await runStandalone([runMemoryBench]);
 }

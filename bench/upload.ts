@@ -199,6 +199,6 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (isMain) {
-  const { runStandalone } = await import("./main.js");
+  const { runStandalone } = await import("./run.js");
   await runStandalone([runUploadBench]);
 }

@@ -60,38 +60,53 @@ export async function fetchRangeInto(req: RangeRequest): Promise<void> {
   await writeBody(body, req);
 }
 
+/**
+ * Writes the body in batches while it keeps arriving: one write is in flight while the next
+ * batch fills, so the socket is not left idle for each write (that stall cost about a quarter
+ * of the throughput on loopback). Bytes are reported, and hashed, only once written, in order.
+ */
 async function writeBody(body: AsyncIterable<Buffer>, req: RangeRequest): Promise<void> {
   const expected = req.end - req.start + 1;
   let batch: Buffer[] = [];
   let batchBytes = 0;
-  let position = req.start;
-  const flush = async (): Promise<void> => {
-    if (batchBytes === 0) return;
+  let nextPosition = req.start; // where the next batch goes
+  let written = 0;
+  let writing: Promise<void> = Promise.resolve();
+  const flush = (): Promise<void> => {
     const chunks = batch;
     const bytes = batchBytes;
+    const position = nextPosition;
     batch = [];
     batchBytes = 0;
-    await writeAllAt(req.handle, chunks, position);
-    for (const chunk of chunks) req.hash?.update(chunk);
-    position += bytes;
-    req.onWritten(bytes);
+    nextPosition += bytes;
+    writing = writing.then(async () => {
+      if (bytes === 0) return;
+      await writeAllAt(req.handle, chunks, position);
+      for (const chunk of chunks) req.hash?.update(chunk);
+      written += bytes;
+      req.onWritten(bytes);
+    });
+    return writing;
   };
   try {
     for await (const chunk of body) {
-      if (position - req.start + batchBytes + chunk.length > expected) throw new BlobRequestError(0, "the server sent more bytes than requested");
+      if (nextPosition - req.start + batchBytes + chunk.length > expected) throw new BlobRequestError(0, "the server sent more bytes than requested");
       batch.push(chunk);
       batchBytes += chunk.length;
-      if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+      if (batchBytes >= WRITE_BATCH_BYTES) {
+        await writing; // at most one write in flight: memory stays at two batches per request
+        void flush().catch(() => {}); // its failure surfaces through `writing`
+      }
     }
+    await flush();
   } catch (err) {
     // What arrived before the failure is good data of this range: keep it, so a retry
     // continues where this one stopped (unless we are being cancelled).
+    await writing.catch(() => {});
     if (!req.signal.aborted) await flush().catch(() => {});
     throw err instanceof BlobRequestError || req.signal.aborted ? err : networkError(err);
   }
-  await flush();
-  const received = position - req.start;
-  if (received !== expected) throw new BlobRequestError(0, `the connection closed after ${received} of ${expected} bytes`);
+  if (written !== expected) throw new BlobRequestError(0, `the connection closed after ${written} of ${expected} bytes`);
 }
 
 /** writev, continuing after a short write (rare on files, but allowed). */

@@ -49,8 +49,11 @@ function measuring(limit: number | undefined) {
   return { stream, size: () => size, digest: () => hash.digest("hex") };
 }
 
+const NOTHING_TO_ESCAPE = /^[A-Za-z0-9\-._~/]*$/;
+
+/** Percent-encodes each segment; most keys need none, and that fast path is most of a listing's signing cost. */
 export function encodeKeyPath(key: string): string {
-  return key.split("/").map(encodeURIComponent).join("/");
+  return NOTHING_TO_ESCAPE.test(key) ? key : key.split("/").map(encodeURIComponent).join("/");
 }
 
 /**
