@@ -158,8 +158,8 @@ export async function runDownloadSweep(opts: { quick: boolean; outDir?: string }
   try {
     const main = await seedJob(bench, "checkpoint", mainJobFiles(fixture));
     const grid: string[][] = [];
-    for (const partSize of ["16MiB", "64MiB"])
-      for (const parts of ["2", "4", "8"]) for (const concurrency of ["4", "16"]) grid.push(["--part-size", partSize, "--parts-per-file", parts, "--concurrency", concurrency]);
+    for (const partSize of ["16MiB", "32MiB", "64MiB"])
+      for (const parts of ["4", "8"]) for (const concurrency of ["8", "16"]) grid.push(["--part-size", partSize, "--parts-per-file", parts, "--concurrency", concurrency]);
     const results = new Map<string, Measurement[]>();
     for (let round = 0; round < fixture.rounds; round++)
       for (const flags of round % 2 === 0 ? grid : [...grid].reverse()) {

@@ -1,6 +1,6 @@
 import { lstat, mkdir, rmdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { Agent, interceptors, type Dispatcher } from "undici";
+import { Agent, type Dispatcher } from "undici";
 import { clientFor } from "../connection.js";
 import { downloadFile, refOf, type FileDownloadContext } from "./file-download.js";
 import { latestCheckpointId } from "./latest-checkpoint.js";
@@ -142,21 +142,24 @@ async function fetchFiles(
   const dispatcher = run.dispatcher ?? createDispatcher();
   const ticker = setInterval(() => run.emit({ type: "progress" }), run.progressIntervalMs ?? 250);
   ticker.unref();
+  let started = 0;
   const ctx: FileDownloadContext = {
     book: run.book,
     dirs,
     stateDir,
-    ...run.tuning,
+    partSize: run.tuning.partSize,
     retry: run.retry,
     dispatcher,
     signal: run.signal,
     progress: run.progress,
+    parallelParts: () => (started < files.length ? 1 : run.tuning.partsPerFile),
     committedFolders: new Set(),
     emit: run.emit,
   };
   let downloaded = 0;
   try {
     await runPool(files, run.tuning.concurrency, async (file) => {
+      started++;
       if (run.signal.aborted) return;
       try {
         const verified = await downloadFile(file, ctx);
@@ -182,11 +185,9 @@ async function fetchFiles(
   }
 }
 
-/** One connection pool for all presigned URLs; redirects followed (S3 may redirect to a region). */
+/** One connection pool for all presigned URLs (fetch-range.ts follows redirects itself). */
 function createDispatcher(): Dispatcher {
-  return new Agent({ connections: null, keepAliveTimeout: 30_000, bodyTimeout: 60_000, headersTimeout: 60_000 }).compose(
-    interceptors.redirect({ maxRedirections: 5 }),
-  );
+  return new Agent({ connections: null, keepAliveTimeout: 30_000, bodyTimeout: 60_000, headersTimeout: 60_000 });
 }
 
 function tuningFrom(options: Partial<DownloadTuning>): DownloadTuning {

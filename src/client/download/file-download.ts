@@ -1,4 +1,3 @@
-import { createHash, type Hash } from "node:crypto";
 import { dirname, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Dispatcher } from "undici";
@@ -7,7 +6,6 @@ import { fetchRangeInto } from "./fetch-range.js";
 import { FrontierHasher } from "./digest.js";
 import { splitIntoParts, type Part } from "./parts.js";
 import type { PlannedFile } from "./plan.js";
-import { runPool } from "./pool.js";
 import type { ProgressTracker } from "./progress.js";
 import { PartialDownload } from "./resume-state.js";
 import { backoffDelay, isRetryableStatus } from "./retry.js";
@@ -21,11 +19,12 @@ export interface FileDownloadContext {
   dirs: SafeDirs;
   stateDir: string;
   partSize: number;
-  partsPerFile: number;
   retry: RetryPolicy;
   dispatcher: Dispatcher;
   signal: AbortSignal;
   progress: ProgressTracker;
+  /** Parts of one file that may be in flight at once right now (see fetchParts). */
+  parallelParts(): number;
   /** Folders files were renamed into, to be synced once at the end. */
   committedFolders: Set<string>;
   emit(event: DownloadEventWithoutProgress): void;
@@ -69,11 +68,9 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   let counted = resumed; // bytes of this file the progress tracker counts as done
   ctx.emit({ type: "file-started", file: refOf(file), resumedBytes: resumed });
 
-  // A file fetched whole in one request is hashed as it streams; one in parts is hashed as its
-  // parts complete (once the server has announced a digest to check against).
+  // Hashed as it is written, in file order, if the server announces a digest to check against.
   const parts = splitIntoParts(file.sizeBytes, partial.partSize);
-  const streamHash = parts.length === 1 && pending.length === 1 ? createHash("sha256") : undefined;
-  const frontier = streamHash ? null : new FrontierHasher(partial.handle, parts, partial.doneParts(), () => partial.sha256 !== null);
+  const hasher = new FrontierHasher(partial.handle, parts, partial.doneParts(), () => partial.sha256 !== null);
   const fileAbort = new AbortController();
   const signal = AbortSignal.any([ctx.signal, fileAbort.signal]);
   const onWritten = (bytes: number): void => {
@@ -82,14 +79,14 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   };
   let keepPartial = true;
   try {
-    await fetchParts(pending, ctx.partsPerFile, fileAbort, async (part) => {
-      await downloadPart(part, file, partial, ctx, signal, onWritten, streamHash);
+    await fetchParts(pending, () => ctx.parallelParts(), fileAbort, async (part) => {
+      await downloadPart(part, file, partial, ctx, signal, onWritten, hasher.sinkFor(part));
       await partial.markDone(part.index);
-      frontier?.partDone(part.index);
+      hasher.partDone(part.index);
       if (parts.length > 1) ctx.emit({ type: "part-done", file: refOf(file), part: part.index, parts: parts.length });
     });
     ctx.signal.throwIfAborted();
-    const verified = await verify(partial, file.sizeBytes, streamHash ?? frontier!);
+    const verified = await verify(partial, file.sizeBytes, hasher);
     await partial.commit(file.localPath, modifiedTime(file.lastModified));
     keepPartial = false;
     ctx.committedFolders.add(dirname(file.localPath));
@@ -107,18 +104,38 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
 }
 
 /**
- * Runs the parts with `concurrency` in flight. The first failure cancels the file's other
- * requests (their finished parts stay recorded) and is the one reported.
+ * Runs the parts in order, as many at once as `parallel()` allows at each start: one while
+ * other files are still waiting (many files in flight keep the connections busy, and a file
+ * fetched part after part is hashed as it streams), up to partsPerFile once they have all
+ * started (the last large files then widen to use the connections the small ones left). The
+ * first failure cancels the file's other requests (their finished parts stay recorded) and is
+ * the one reported.
  */
-async function fetchParts(parts: Part[], concurrency: number, fileAbort: AbortController, work: (part: Part) => Promise<void>): Promise<void> {
-  await runPool(parts, concurrency, async (part) => {
-    try {
-      await work(part);
-    } catch (err) {
-      fileAbort.abort();
-      throw err;
-    }
+async function fetchParts(parts: Part[], parallel: () => number, fileAbort: AbortController, work: (part: Part) => Promise<void>): Promise<void> {
+  let next = 0;
+  let inFlight = 0;
+  let failure: { error: unknown } | null = null;
+  await new Promise<void>((resolve) => {
+    const launch = (): void => {
+      while (failure === null && next < parts.length && inFlight < Math.max(1, parallel())) {
+        const part = parts[next++]!;
+        inFlight++;
+        work(part)
+          .catch((error: unknown) => {
+            if (failure !== null) return;
+            failure = { error };
+            fileAbort.abort();
+          })
+          .finally(() => {
+            inFlight--;
+            launch();
+          });
+      }
+      if (inFlight === 0) resolve();
+    };
+    launch();
   });
+  if (failure !== null) throw (failure as { error: unknown }).error;
 }
 
 /**
@@ -133,7 +150,7 @@ async function downloadPart(
   ctx: FileDownloadContext,
   signal: AbortSignal,
   onWritten: (bytes: number) => void,
-  hash: Hash | undefined,
+  sink: ((chunk: Buffer) => void) | undefined,
 ): Promise<void> {
   let offset = part.start;
   let failures = 0;
@@ -159,7 +176,7 @@ async function downloadPart(
           offset += bytes;
           onWritten(bytes);
         },
-        hash,
+        sink,
       });
       return;
     } catch (err) {
@@ -183,12 +200,12 @@ async function downloadPart(
 }
 
 /** Checks the finished partial file: its length, and its digest when the server announced one. */
-async function verify(partial: PartialDownload, size: number, hasher: Hash | FrontierHasher): Promise<"sha256" | "size"> {
+async function verify(partial: PartialDownload, size: number, hasher: FrontierHasher): Promise<"sha256" | "size"> {
   const actualSize = (await partial.handle.stat()).size;
   if (actualSize !== size) throw new IntegrityError(`the partial file has ${actualSize} bytes, expected ${size}`);
   const expected = partial.sha256;
   if (expected === null) return "size";
-  const actual = hasher instanceof FrontierHasher ? await hasher.digest() : hasher.digest("hex");
+  const actual = await hasher.digest();
   if (actual !== expected) throw new IntegrityError(`sha256 is ${actual}, the server announced ${expected}`);
   return "sha256";
 }

@@ -18,7 +18,10 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { attempts: 6, baseDelayMs: 250
 export interface DownloadTuning {
   /** Files downloaded at once. */
   concurrency: number;
-  /** Ranged requests in flight per file. */
+  /**
+   * Ranged requests in flight per file, once every file has started; until then each file
+   * takes one at a time (the other files keep the connections busy).
+   */
   partsPerFile: number;
   /** Bytes per ranged request; files no larger than this are fetched in one request. */
   partSize: number;
