@@ -19,8 +19,12 @@ export function registerDownload(program: Command): void {
       .option("--include <glob>", "only files matching this glob (repeatable; a glob without '/' matches base names)", collect)
       .option("--rank <n>", "only this node rank (repeatable)", collectInteger("--rank", 0, 65535))
       .option("--flat", "no rank-<n> folder (only when a single rank is selected)")
-      .option("--concurrency <n>", `files downloaded at once (default ${DEFAULT_TUNING.concurrency})`, parseIntegerOption("--concurrency", 1, 1024))
-      .option("--parts-per-file <n>", `ranged requests in flight per file (default ${DEFAULT_TUNING.partsPerFile})`, parseIntegerOption("--parts-per-file", 1, 256))
+      .option(
+        "--concurrency <n>",
+        `files downloaded at once, and the connections the last large files share (default ${DEFAULT_TUNING.concurrency})`,
+        parseIntegerOption("--concurrency", 1, 1024),
+      )
+      .option("--parts-per-file <n>", `most ranged requests in flight for one file (default ${DEFAULT_TUNING.partsPerFile})`, parseIntegerOption("--parts-per-file", 1, 256))
       .option("--part-size <size>", `bytes per ranged request, e.g. 64MiB (default ${formatBytes(DEFAULT_TUNING.partSize)})`, parseByteSize("--part-size"))
       .option("--retries <n>", "tries per request before a file is given up (default 6)", parseIntegerOption("--retries", 1, 100))
       .option("--dry-run", "list what would be downloaded, resumed or skipped; write nothing")

@@ -68,7 +68,7 @@ test("ckpt download stopped by Ctrl-C, then killed with SIGKILL, resumes without
   const job = await seedJob(server, files, { apiUrl: proxy.url });
   const out = tempDir();
   t.after(out.remove);
-  const args = ["download", "--project", job.projectId, "--job", job.jobId, "--out", out.path, "--part-size", "1MiB", "--parts-per-file", "2", "--concurrency", "1"];
+  const args = ["download", "--project", job.projectId, "--job", job.jobId, "--out", out.path, "--part-size", "1MiB", "--parts-per-file", "2", "--concurrency", "2"];
   const env = { PATH: process.env.PATH, CKPT_API_URL: proxy.url, CKPT_API_KEY: job.apiKey };
 
   /**

@@ -94,7 +94,7 @@ test("an aborted download resumes without fetching its completed parts again", a
   const job = await seedJob(server, files, { apiUrl: proxy.url });
   const dest = tempDir();
   t.after(dest.remove);
-  const options = { client: job.client, projectId: job.projectId, jobId: job.jobId, dest: dest.path, partSize: MiB, partsPerFile: 2, concurrency: 1 };
+  const options = { client: job.client, projectId: job.projectId, jobId: job.jobId, dest: dest.path, partSize: MiB, partsPerFile: 2, concurrency: 2 };
 
   const controller = new AbortController();
   let partsDone = 0;
@@ -119,7 +119,7 @@ test("a file replaced on the server is started over, never stitched from two ver
   const { server, proxy } = await startProxiedServer(t);
   const original: FixtureFile = { rank: 0, name: "model.safetensors", content: bytes(6 * MiB) };
   const job = await seedJob(server, [original], { apiUrl: proxy.url });
-  const options = { client: job.client, projectId: job.projectId, jobId: job.jobId, partSize: MiB, partsPerFile: 2, concurrency: 1 };
+  const options = { client: job.client, projectId: job.projectId, jobId: job.jobId, partSize: MiB, partsPerFile: 2, concurrency: 2 };
 
   await t.test("between runs", async () => {
     const dest = tempDir();

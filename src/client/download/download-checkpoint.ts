@@ -143,6 +143,10 @@ async function fetchFiles(
   const ticker = setInterval(() => run.emit({ type: "progress" }), run.progressIntervalMs ?? 250);
   ticker.unref();
   let started = 0;
+  let active = 0;
+  // Files that could take more parts when connections free up (the last file starts, or one ends).
+  const capacityWatchers = new Set<() => void>();
+  const capacityChanged = (): void => capacityWatchers.forEach((widen) => widen());
   const ctx: FileDownloadContext = {
     book: run.book,
     dirs,
@@ -152,7 +156,11 @@ async function fetchFiles(
     dispatcher,
     signal: run.signal,
     progress: run.progress,
-    parallelParts: () => (started < files.length ? 1 : run.tuning.partsPerFile),
+    parallelParts: () => parallelPartsNow(run.tuning, files.length - started, active),
+    watchCapacity: (listener) => {
+      capacityWatchers.add(listener);
+      return () => capacityWatchers.delete(listener);
+    },
     committedFolders: new Set(),
     emit: run.emit,
   };
@@ -161,6 +169,8 @@ async function fetchFiles(
     await runPool(files, run.tuning.concurrency, async (file) => {
       started++;
       if (run.signal.aborted) return;
+      active++;
+      if (started === files.length) capacityChanged();
       try {
         const verified = await downloadFile(file, ctx);
         downloaded++;
@@ -171,6 +181,9 @@ async function fetchFiles(
         run.progress.fileFinished("failed");
         failed.push({ file: refOf(file), error: describe(err) });
         run.emit({ type: "file-failed", file: refOf(file), error: describe(err) });
+      } finally {
+        active--;
+        capacityChanged();
       }
     });
     await syncFolders(ctx.committedFolders);
@@ -183,6 +196,17 @@ async function fetchFiles(
     // Left only when something is still partial; otherwise the folder holds just the files.
     await rmdir(stateDir).catch(() => {});
   }
+}
+
+/**
+ * How many parts one file may have in flight. While files wait to start, one: the files in
+ * flight already use the `concurrency` connections, and a file fetched part after part is
+ * hashed as it streams. Once all have started, the files still running share the connections
+ * the finished ones left (so the last few large files widen), at most partsPerFile each.
+ */
+function parallelPartsNow(tuning: DownloadTuning, waiting: number, active: number): number {
+  if (waiting > 0) return 1;
+  return Math.max(1, Math.min(tuning.partsPerFile, Math.floor(tuning.concurrency / Math.max(1, active))));
 }
 
 /** One connection pool for all presigned URLs (fetch-range.ts follows redirects itself). */

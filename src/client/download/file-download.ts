@@ -23,8 +23,10 @@ export interface FileDownloadContext {
   dispatcher: Dispatcher;
   signal: AbortSignal;
   progress: ProgressTracker;
-  /** Parts of one file that may be in flight at once right now (see fetchParts). */
+  /** Parts of one file that may be in flight at once right now (see parallelPartsNow). */
   parallelParts(): number;
+  /** Calls `listener` whenever parallelParts() may have grown; returns the unsubscribe. */
+  watchCapacity(listener: () => void): () => void;
   /** Folders files were renamed into, to be synced once at the end. */
   committedFolders: Set<string>;
   emit(event: DownloadEventWithoutProgress): void;
@@ -79,7 +81,7 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   };
   let keepPartial = true;
   try {
-    await fetchParts(pending, () => ctx.parallelParts(), fileAbort, async (part) => {
+    await fetchParts(pending, ctx, fileAbort, async (part) => {
       await downloadPart(part, file, partial, ctx, signal, onWritten, hasher.sinkFor(part));
       await partial.markDone(part.index);
       hasher.partDone(part.index);
@@ -104,20 +106,23 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
 }
 
 /**
- * Runs the parts in order, as many at once as `parallel()` allows at each start: one while
- * other files are still waiting (many files in flight keep the connections busy, and a file
- * fetched part after part is hashed as it streams), up to partsPerFile once they have all
- * started (the last large files then widen to use the connections the small ones left). The
- * first failure cancels the file's other requests (their finished parts stay recorded) and is
- * the one reported.
+ * Runs the parts in order, as many at once as ctx.parallelParts() allows, looking again each
+ * time a part ends or the run frees connections. The first failure cancels the file's other
+ * requests (their finished parts stay recorded) and is the one reported.
  */
-async function fetchParts(parts: Part[], parallel: () => number, fileAbort: AbortController, work: (part: Part) => Promise<void>): Promise<void> {
+async function fetchParts(
+  parts: Part[],
+  ctx: Pick<FileDownloadContext, "parallelParts" | "watchCapacity">,
+  fileAbort: AbortController,
+  work: (part: Part) => Promise<void>,
+): Promise<void> {
   let next = 0;
   let inFlight = 0;
   let failure: { error: unknown } | null = null;
+  let unwatch = (): void => {};
   await new Promise<void>((resolve) => {
     const launch = (): void => {
-      while (failure === null && next < parts.length && inFlight < Math.max(1, parallel())) {
+      while (failure === null && next < parts.length && inFlight < Math.max(1, ctx.parallelParts())) {
         const part = parts[next++]!;
         inFlight++;
         work(part)
@@ -133,8 +138,10 @@ async function fetchParts(parts: Part[], parallel: () => number, fileAbort: Abor
       }
       if (inFlight === 0) resolve();
     };
+    unwatch = ctx.watchCapacity(launch);
     launch();
   });
+  unwatch();
   if (failure !== null) throw (failure as { error: unknown }).error;
 }
 
