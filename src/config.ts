@@ -11,6 +11,11 @@ export type BlobStoreConfig =
       bucket: string;
       prefix: string;
       endpoint?: string;
+      /**
+       * The endpoint written into presigned URLs, when clients reach the store by another name
+       * than the servers do (an internal endpoint for servers, a public one for clients).
+       */
+      publicEndpoint?: string;
       region: string;
       forcePathStyle: boolean;
       /** Static keys from AWS_ACCESS_KEY_ID/...; absent means the AWS SDK's default chain (profiles, IMDS, STS). */
@@ -195,7 +200,8 @@ function blobStoreConfig(raw: string | undefined, env: NodeJS.ProcessEnv): BlobS
     kind: "s3",
     bucket: m[1]!,
     prefix: prefix ? `${prefix}/` : "",
-    endpoint: env.CKPT_S3_ENDPOINT || undefined,
+    endpoint: s3Endpoint("CKPT_S3_ENDPOINT", env.CKPT_S3_ENDPOINT),
+    publicEndpoint: s3Endpoint("CKPT_S3_PUBLIC_ENDPOINT", env.CKPT_S3_PUBLIC_ENDPOINT),
     region: env.CKPT_S3_REGION ?? env.AWS_REGION ?? "us-east-1",
     forcePathStyle: forcePathStyle === "true" || forcePathStyle === "1",
     credentials:
@@ -203,4 +209,17 @@ function blobStoreConfig(raw: string | undefined, env: NodeJS.ProcessEnv): BlobS
         ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined }
         : undefined,
   };
+}
+
+function s3Endpoint(name: string, raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be an http(s) URL (got ${JSON.stringify(raw)})`);
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search || url.hash)
+    throw new ConfigError(`${name} must be an http(s) URL without query (got ${JSON.stringify(raw)})`);
+  return raw.replace(/\/+$/, "");
 }

@@ -58,6 +58,8 @@ export interface S3BlobStoreConfig {
   prefix: string;
   /** e.g. "http://127.0.0.1:7480"; unset means AWS S3 (`https://s3.<region>.amazonaws.com`). */
   endpoint?: string;
+  /** The endpoint presigned URLs name, when clients reach the store elsewhere than `endpoint`. */
+  publicEndpoint?: string;
   region: string;
   /** `https://host/bucket/key` instead of `https://bucket.host/key` (most S3-compatible stores). */
   forcePathStyle: boolean;
@@ -168,7 +170,7 @@ export class S3BlobStore implements BlobStore {
     this.stagingPrefix = config.prefix + STAGING_DIR;
     this.region = config.region;
     this.forcePathStyle = config.forcePathStyle;
-    this.presignEndpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`;
+    this.presignEndpoint = config.publicEndpoint ?? config.endpoint ?? `https://s3.${config.region}.amazonaws.com`;
     this.partSize = config.partSizeBytes ?? 8 * MIB;
     if (!Number.isSafeInteger(this.partSize) || this.partSize < MIN_PART_SIZE || this.partSize > MAX_PART_SIZE)
       throw new Error(`S3 part size must be from 5 MiB to 5 GiB (got ${this.partSize})`);
