@@ -29,6 +29,8 @@ export interface LoadOptions {
   fileBytes?: number;
   /** Files in the job before the clock starts (default 200). */
   seedFiles?: number;
+  /** Stores to run on: the server's environment (e.g. CKPT_DATABASE_URL, CKPT_BLOB_STORE) and data dir. Default: a fresh embedded store. */
+  stores?: { dataDir: string; env: NodeJS.ProcessEnv };
 }
 
 export interface OperationFigures {
@@ -57,11 +59,12 @@ const MIX: [Operation, number][] = [
 
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const fileBytes = options.fileBytes ?? 256 * 1024;
-  const dataDir = mkdtempSync(join(tmpdir(), "ckpt-load-"));
-  const server = await spawnServer(dataDir, { CKPT_LOG_LEVEL: "warn" });
+  const dataDir = options.stores?.dataDir ?? mkdtempSync(join(tmpdir(), "ckpt-load-"));
+  const storesEnv = options.stores?.env ?? {};
+  const server = await spawnServer(dataDir, { ...storesEnv, CKPT_LOG_LEVEL: "warn" });
   const agent = new Agent({ connections: options.clients, pipelining: 1 });
   try {
-    const headers = { authorization: `Api-Key ${await createKey(dataDir)}`, "content-type": "application/json" };
+    const headers = { authorization: `Api-Key ${await createKey(dataDir, storesEnv)}`, "content-type": "application/json" };
     const call = async (method: "GET" | "POST" | "PUT", path: string, body?: string | Buffer) => {
       const r = await request(server.baseUrl + path, { method, headers, body, dispatcher: agent });
       const text = await r.body.text();
@@ -164,13 +167,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     await agent.close();
     server.child.kill("SIGTERM");
     await server.exited;
-    rmSync(dataDir, { recursive: true, force: true });
+    if (!options.stores) rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
 /** What `ckpt admin create-key` does, without starting another process. */
-async function createKey(dataDir: string): Promise<string> {
-  const store = await openMetadataStore(loadServerConfig({ dataDir }, {}));
+async function createKey(dataDir: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const store = await openMetadataStore(loadServerConfig({ dataDir }, env));
   try {
     const org = await store.ensureOrganisation("load");
     const key = issueKey();

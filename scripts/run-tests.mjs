@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // Runs every compiled test file (dist/test/**/*.test.js) in one run of node's test runner.
-// The API suites run twice: on the embedded default (SQLite + local disk) and on PostgreSQL + S3
-// (Ceph RGW). (The client and CLI suites count bytes through proxies in front of the ckpt server,
-// which S3 URLs bypass; they run on the embedded default only, for now.) The second pass is generated here as one-line wrapper files that
-// set CKPT_TEST_BACKEND before importing the suite, so both passes share one set of closing lines.
+// The API, client, CLI, hardening and sync suites run twice: on the embedded default (SQLite + local
+// disk) and on PostgreSQL + S3 (Ceph RGW). The second pass is generated here as one-line wrapper
+// files that set CKPT_TEST_BACKEND before importing the suite, so both passes share one set of
+// closing lines.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 
-const SCALE_OUT_SUITES = ["api"];
+const SCALE_OUT_SUITES = ["api", "client", "cli", "hardening", "sync"];
 const wrapperDir = join("dist", "test", "on-postgres-s3");
 
 function findTests(dir) {

@@ -48,7 +48,10 @@ test("projects create and jobs create print ids; projects, jobs, checkpoints and
     .split("\n")
     .map((line) => JSON.parse(line) as { relative_file_name: string; url: string });
   assert.deepEqual(streamed.map((f) => f.relative_file_name), ["checkpoint-20/config.json"]);
-  assert.match(streamed[0]!.url, /^http:\/\/127\.0\.0\.1:\d+\/blobs\//);
+  assert.ok(streamed[0]!.url.startsWith(server.blobOrigin + server.blobPathPrefix), streamed[0]!.url);
+  const fetched = await fetch(streamed[0]!.url);
+  assert.equal(fetched.status, 200);
+  assert.equal((await fetched.arrayBuffer()).byteLength, 2);
 });
 
 test("remote commands: errors on stderr with a non-zero exit; BASETEN_API_KEY is the key of last resort", async (t) => {

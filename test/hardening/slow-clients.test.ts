@@ -1,10 +1,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
-import { spawnServer, type ServerProcess } from "../harness/server.js";
+import type { ServerProcess } from "../harness/server.js";
+import { startStores, type TestStores } from "../harness/stores.js";
 import { sha256 } from "../helpers/api.js";
-import { createKey, eventually, freshDataDir, parseRawResponse, projectAndJob, rawConnection, tmpEntries, trickle } from "./support.js";
+import { createKey, eventually, parseRawResponse, projectAndJob, rawConnection, serveOn, trickle } from "./support.js";
 
 /**
  * Slow and stalled clients against `ckpt serve` with 1-second limits: each is cut off, holds
@@ -12,19 +12,20 @@ import { createKey, eventually, freshDataDir, parseRawResponse, projectAndJob, r
  * The assertions are about what happens, never how fast: the trickles are long enough that
  * finishing them would take far longer than the limits.
  */
-let dir: string;
+let stores: TestStores;
 let server: ServerProcess;
 let key: string;
 let jobPath: string;
 before(async () => {
-  dir = freshDataDir();
-  server = await spawnServer(dir, { CKPT_HEADERS_TIMEOUT: "1", CKPT_REQUEST_TIMEOUT: "1", CKPT_IDLE_TIMEOUT: "1" });
-  key = await createKey(dir);
+  stores = await startStores();
+  server = await serveOn(stores, { CKPT_HEADERS_TIMEOUT: "1", CKPT_REQUEST_TIMEOUT: "1", CKPT_IDLE_TIMEOUT: "1" });
+  key = await createKey(stores);
   ({ jobPath } = await projectAndJob(server.baseUrl, key));
 });
-after(() => {
+after(async () => {
   server.child.kill("SIGKILL");
-  rmSync(dir, { recursive: true, force: true });
+  await server.exited;
+  await stores.stop();
 });
 
 const byteByByte = (s: string) => [...s];
@@ -65,12 +66,13 @@ describe("slow clients", () => {
   test("an upload that stalls is aborted: not listed, its temporary data removed", async () => {
     const c = rawConnection(server.baseUrl);
     c.socket.write(
-      `PUT ${jobPath}/checkpoint_files/0/stalled.bin HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-length: 10000000\r\n\r\n`,
+      `PUT ${jobPath}/checkpoint_files/0/stalled.bin HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-length: 30000000\r\n\r\n`,
     );
-    c.socket.write(randomBytes(100_000));
-    await eventually("the upload has started writing", () => tmpEntries(dir).length > 0);
+    // Over one S3 part (8 MiB), so that on S3 too the upload has stored something to clean up.
+    c.socket.write(randomBytes(9 << 20));
+    await eventually("the upload has started writing", async () => (await stores.pendingUploads()).length > 0);
     await c.closed; // by the server: the client never closes it
-    await eventually("the temporary file is removed", () => tmpEntries(dir).length === 0);
+    await eventually("the temporary data is removed", async () => (await stores.pendingUploads()).length === 0);
     const listed = await (await fetch(`${server.baseUrl}${jobPath}/checkpoint_files`, { headers: { authorization: `Api-Key ${key}` } })).json();
     assert.equal((listed as any).total_count, 0);
   });

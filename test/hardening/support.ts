@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { collectGarbage, type GcReport } from "../../src/cli/admin.js";
-import { loadServerConfig } from "../../src/config.js";
 import { issueKey } from "../../src/domain/keys.js";
 import { openMetadataStore, openRuntime } from "../../src/server/runtime.js";
-import { CLI_PATH } from "../harness/server.js";
+import { CLI_PATH, spawnServer, type ServerProcess } from "../harness/server.js";
+import type { TestStores } from "../harness/stores.js";
 import { api } from "../helpers/api.js";
 
 /** Shared by the hardening tests, which mostly drive `ckpt serve` and `ckpt admin` as processes. */
@@ -20,8 +20,8 @@ export function freshDataDir(prefix = "ckpt-hard-"): string {
  * What `ckpt admin create-key` does, in this process: starting a CLI process costs a second of
  * CPU, and the CLI itself is tested in test/server. A running server sees the key at once.
  */
-export async function createKey(dataDir: string, org = "acme"): Promise<string> {
-  const store = await openMetadataStore(loadServerConfig({ dataDir }, {}));
+export async function createKey(stores: TestStores, org = "acme"): Promise<string> {
+  const store = await openMetadataStore(stores.config());
   try {
     const organisation = await store.ensureOrganisation(org);
     const key = issueKey();
@@ -33,8 +33,8 @@ export async function createKey(dataDir: string, org = "acme"): Promise<string> 
 }
 
 /** What `ckpt admin gc` does, in this process (the command itself is run in faults.test.ts). */
-export async function collectGarbageIn(dataDir: string, options: { dryRun?: boolean; minAgeMs?: number } = {}): Promise<GcReport> {
-  const runtime = await openRuntime(loadServerConfig({ dataDir }, {}));
+export async function collectGarbageIn(stores: TestStores, options: { dryRun?: boolean; minAgeMs?: number } = {}): Promise<GcReport> {
+  const runtime = await openRuntime(stores.config());
   try {
     return await collectGarbage(runtime.service, { dryRun: options.dryRun ?? false, minAgeMs: options.minAgeMs ?? 3_600_000 });
   } finally {
@@ -61,7 +61,10 @@ export async function eventually(what: string, probe: () => boolean | Promise<bo
   }
 }
 
-export const tmpEntries = (dataDir: string) => readdirSync(join(dataDir, "tmp"));
+/** `ckpt serve` as a process on the test's stores (the backend under test). */
+export function serveOn(stores: TestStores, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+  return spawnServer(stores.dataDir, { ...stores.env, ...env });
+}
 
 /** A raw TCP connection to a server, recording what comes back and when it is closed. */
 export function rawConnection(baseUrl: string): { socket: Socket; received: () => string; closed: Promise<void> } {

@@ -1,7 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FastifyInstance } from "fastify";
@@ -10,15 +8,9 @@ import { issueKey } from "../../src/domain/keys.js";
 import type { CkptService } from "../../src/domain/service.js";
 import { buildApp } from "../../src/server/app.js";
 import { openRuntime, type Runtime } from "../../src/server/runtime.js";
-import { startPostgres } from "./postgres.js";
-import { startRgw } from "./rgw.js";
+import { startStores, testBackend, type Backend, type TestStores } from "./stores.js";
 
-/**
- * Which stores a test server runs on. The API, client and CLI suites run once per backend:
- * scripts/run-tests.mjs reruns them with CKPT_TEST_BACKEND=postgres-s3.
- */
-export type Backend = "sqlite-local" | "postgres-s3";
-export const testBackend: Backend = process.env.CKPT_TEST_BACKEND === "postgres-s3" ? "postgres-s3" : "sqlite-local";
+export { testBackend, type Backend } from "./stores.js";
 
 /** A port that was free a moment ago (the kernel picks it); good enough on loopback in tests. */
 export async function freePort(): Promise<number> {
@@ -39,6 +31,17 @@ export interface TestServer {
   config: ServerConfig;
   service: CkptService;
   app: FastifyInstance;
+  /** The stores it runs on (to look behind its back: pending uploads, blob keys). */
+  stores: TestStores;
+  /**
+   * Where presigned URLs' bytes come from: this server's blob route, or the S3 endpoint. A proxy
+   * put in front (test/client/support/http-proxy.ts) sends paths under `blobPathPrefix` there.
+   */
+  blobOrigin: string;
+  /** "/blobs/" on the local store; "/<bucket>/" on S3 (path-style URLs). */
+  blobPathPrefix: string;
+  /** The URL path (no query) of one file's presigned URL, to recognise its requests. */
+  blobPath(projectId: string, jobId: string, rank: number, name: string): string;
   /** Creates an API key for an organisation (created if needed) and returns the plaintext key. */
   createKey(org: string): Promise<string>;
   stop(): Promise<void>;
@@ -52,28 +55,35 @@ export interface TestServerOptions {
 
 /** A real ckpt server on loopback, in this process: real SQLite file, real blob files. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "ckpt-test-"));
-  const ownsDir = options.dataDir === undefined;
+  const stores = await startStores({ dataDir: options.dataDir });
+  const dataDir = stores.dataDir;
   const port = await freePort();
-  const services = testBackend === "postgres-s3" ? await startScaleOutServices() : null;
-  const config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...options.env, ...services?.env });
+  const config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...stores.env, ...options.env });
   let runtime: Runtime;
   try {
     runtime = await openRuntime(config);
   } catch (err) {
-    await services?.stop();
+    await stores.stop();
     throw err;
   }
   await runtime.service.recover();
   const app = await buildApp({ service: runtime.service, signer: runtime.signer, jsonBodyLimit: config.jsonBodyLimit });
   await app.listen({ host: "127.0.0.1", port });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const s3 = config.blobStore.kind === "s3" ? config.blobStore : null;
+  const blobPathPrefix = s3 ? `/${s3.bucket}/` : "/blobs/";
   return {
     backend: testBackend,
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl,
     dataDir,
     config,
     service: runtime.service,
     app,
+    stores,
+    blobOrigin: s3?.endpoint ?? baseUrl,
+    blobPathPrefix,
+    blobPath: (projectId, jobId, rank, name) =>
+      `${blobPathPrefix}${s3?.prefix ?? ""}training_projects/${projectId}/jobs/${jobId}/rank-${rank}/${name.split("/").map(encodeURIComponent).join("/")}`,
     async createKey(org: string) {
       const organisation = await runtime.service.metadata.ensureOrganisation(org);
       const key = issueKey();
@@ -87,34 +97,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       app.server.closeAllConnections();
       await closing;
       await runtime.close();
-      await services?.stop();
-      if (ownsDir) rmSync(dataDir, { recursive: true, force: true });
+      await stores.stop();
     },
-  };
-}
-
-/** A throwaway PostgreSQL cluster and Ceph RGW for one test server, and the env that points at them. */
-async function startScaleOutServices(): Promise<{ env: NodeJS.ProcessEnv; stop(): Promise<void> }> {
-  const [pg, rgw] = await Promise.all([startPostgres(), startRgw()]);
-  const stop = async () => {
-    await Promise.all([pg?.stop(), rgw?.stop()]);
-  };
-  if (!pg || !rgw) {
-    await stop();
-    throw new Error("CKPT_TEST_BACKEND=postgres-s3 needs PostgreSQL and Ceph RGW installed");
-  }
-  const bucket = await rgw.createBucket();
-  return {
-    env: {
-      CKPT_DATABASE_URL: await pg.createDatabase(),
-      CKPT_BLOB_STORE: `s3://${bucket}/ckpt`,
-      CKPT_S3_ENDPOINT: rgw.endpoint,
-      CKPT_S3_REGION: rgw.region,
-      CKPT_S3_FORCE_PATH_STYLE: "true",
-      AWS_ACCESS_KEY_ID: rgw.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
-    },
-    stop,
   };
 }
 

@@ -37,8 +37,13 @@ export interface RecordedRequest {
 
 export interface Proxy {
   url: string;
-  /** Where requests go; set once the server behind is up. */
-  setTarget(baseUrl: string): void;
+  /**
+   * Where requests go; set once the server behind is up. Paths under `blobs.pathPrefix` (the
+   * presigned URLs) go to `blobs.origin` (the S3 endpoint, on that backend), the rest to `baseUrl`.
+   */
+  setTarget(baseUrl: string, blobs?: { origin: string; pathPrefix: string }): void;
+  /** Whether a request path is a presigned URL's (a blob), rather than an API call. */
+  isBlob(path: string): boolean;
   /** Decides each request's fate; the default forwards. May wait (to hold a request). */
   setRule(rule: (request: ProxiedRequest) => ProxyAction | Promise<ProxyAction>): void;
   /** Once this many blob body bytes have been served, further body bytes are held back forever. */
@@ -50,10 +55,10 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-const isBlob = (path: string): boolean => path.startsWith("/blobs/");
-
 export async function startProxy(): Promise<Proxy> {
   let target = "";
+  let blobTarget = { origin: "", pathPrefix: "/blobs/" };
+  const isBlob = (path: string): boolean => path.startsWith(blobTarget.pathPrefix);
   let rule: (request: ProxiedRequest) => ProxyAction | Promise<ProxyAction> = () => ({ kind: "forward" });
   let stallAt: number | null = null;
   let served = 0;
@@ -75,7 +80,10 @@ export async function startProxy(): Promise<Proxy> {
       res.end(action.body ?? JSON.stringify({ message: `injected ${action.status}` }));
       return;
     }
-    const upstream = request(target + req.url, { method: req.method, headers: { ...req.headers, host: new URL(target).host }, agent: upstreamAgent });
+    // The Host header passes unchanged: an S3 signature covers it (the server signs URLs for
+    // this proxy's address, CKPT_S3_PUBLIC_ENDPOINT), and ckpt's own URLs ignore it.
+    const origin = isBlob(path) ? blobTarget.origin : target;
+    const upstream = request(origin + req.url, { method: req.method, headers: req.headers, agent: upstreamAgent });
     upstream.on("error", () => res.destroy());
     upstream.on("response", (up) => {
       record.status = up.statusCode ?? 0;
@@ -118,7 +126,11 @@ export async function startProxy(): Promise<Proxy> {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url,
-    setTarget: (baseUrl) => (target = baseUrl),
+    setTarget(baseUrl, blobs) {
+      target = baseUrl;
+      blobTarget = blobs ?? { origin: baseUrl, pathPrefix: "/blobs/" };
+    },
+    isBlob,
     setRule: (r) => (rule = r),
     stallAfterBlobBytes: (limit) => (stallAt = limit),
     blobBytes: () => served,
