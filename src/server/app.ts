@@ -8,6 +8,7 @@ import type { CkptService } from "../domain/service.js";
 import type { UrlSigner } from "../stores/blobs/url-signing.js";
 import { requireApiKey } from "./plugins/auth.js";
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./plugins/errors.js";
+import { refuseImpossibleIds } from "./plugins/ids.js";
 import { limitJsonDepth } from "./plugins/json-body.js";
 import { limitRatePerKey } from "./plugins/rate-limit.js";
 import { installSecurityHeaders } from "./plugins/security-headers.js";
@@ -116,6 +117,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(async (api) => {
     requireApiKey(api, options.service);
     if (options.rateLimit) limitRatePerKey(api, options.rateLimit);
+    refuseImpossibleIds(api);
     await api.register(projectRoutes, { service: options.service });
     await api.register(jobRoutes, { service: options.service });
     await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });

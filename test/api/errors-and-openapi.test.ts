@@ -32,6 +32,29 @@ describe("malformed input gets a 4xx JSON error, never a 500", () => {
       assert.ok(!JSON.stringify(r.body).includes("    at "), "no stack trace");
     }
   });
+
+  test("a NUL byte in any id is a 404 like any unknown id (PostgreSQL cannot even compare it)", async () => {
+    const { key, project, job } = await setupJob(server, "nul-ids");
+    const client = api(server.baseUrl, key);
+    const json = { "content-type": "application/json" };
+    const cases: [string, string, string | undefined][] = [
+      ["GET", "/v1/training_projects/%00", undefined],
+      ["DELETE", "/v1/training_projects/a%00b", undefined],
+      ["GET", "/v1/training_projects/%00/jobs", undefined],
+      ["GET", `/v1/training_projects/${project.id}/jobs/%00`, undefined],
+      ["GET", `/v1/training_projects/${project.id}/jobs/${job.id}%00/checkpoint_files`, undefined],
+      ["PATCH", `/v1/training_projects/${project.id}/jobs/%00`, "{}"],
+      ["POST", `/v1/training_projects/%00/jobs`, JSON.stringify({ training_job: {} })],
+      ["DELETE", `/v1/training_projects/%00/jobs/${job.id}/uploads/x`, undefined],
+      ["POST", `/v1/training_projects/${project.id}/jobs/${job.id}/uploads/%00/complete`, "{}"],
+    ];
+    for (const [method, path, body] of cases) {
+      const r = await client.call(method, path, body === undefined ? undefined : Buffer.from(body), body === undefined ? {} : json);
+      assert.equal(r.status, 404, `${method} ${path}: ${JSON.stringify(r.body)}`);
+      assert.match(r.body.message, /not found/);
+    }
+    assert.equal((await api(server.baseUrl, null).get("/v1/training_projects/%00")).status, 401, "authentication still comes first");
+  });
 });
 
 describe("GET /openapi.json", () => {

@@ -151,24 +151,26 @@ describe("kill -9 and ckpt admin gc", () => {
     // What a crash or a bug could leave: bytes no row owns (old and new), and temporary data.
     const prefix = `training_projects/${project.id}/jobs/${job.id}/rank-0/`;
     await stores.writeBlob(`${prefix}orphan-old.bin`, randomBytes(1234));
-    let minAge = "3600";
+    // `ckpt admin gc` as a process where ages can be set; on S3 an object's age cannot be, so the
+    // old orphan ages for real past a short minimum age and gc runs in this process, straight
+    // after the young one is written (a CLI start on a loaded machine could outlast the margin).
+    let runGc: (dryRun: boolean) => Promise<{ temporaryRemoved: number; orphans: { key: string; sizeBytes: number; action: string }[] }>;
     if (stores.backend === "sqlite-local") {
       const aDayAgo = new Date(Date.now() - 86_400_000);
       utimesSync(join(stores.dataDir, "blobs", prefix, "orphan-old.bin"), aDayAgo, aDayAgo);
       mkdirSync(join(stores.dataDir, "tmp"), { recursive: true });
       writeFileSync(join(stores.dataDir, "tmp", "leftover"), randomBytes(100));
+      runGc = (dryRun) => (dryRun ? gc(stores, "--dry-run") : gc(stores));
     } else {
-      // An S3 object's age cannot be set: the old orphan ages for real past a short --min-age
-      // (generous against a slow CLI start: the young one is judged within seconds of its write).
       await sleep(8_000);
-      minAge = "6";
       await stores.writeBlob(".ckpt-staging/leftover", randomBytes(100));
+      runGc = (dryRun) => collectGarbageIn(stores, { dryRun, minAgeMs: 5_000 });
     }
     await stores.writeBlob(`${prefix}orphan-young.bin`, randomBytes(99));
     const pendingBefore = await stores.pendingUploads();
     assert.equal(pendingBefore.length, 1);
 
-    const dry = await gc(stores, "--dry-run", "--min-age", minAge);
+    const dry = await runGc(true);
     assert.deepEqual(
       dry.orphans.map((o) => [o.key, o.sizeBytes, o.action]).sort(),
       [
@@ -179,7 +181,7 @@ describe("kill -9 and ckpt admin gc", () => {
     assert.equal((await stores.blobKeys(prefix)).length, 3, "a dry run changes nothing");
     assert.deepEqual(await stores.pendingUploads(), pendingBefore, "a dry run changes nothing");
 
-    const real = await gc(stores, "--min-age", minAge);
+    const real = await runGc(false);
     assert.deepEqual(real.orphans.map((o) => [o.key, o.action]).sort(), [
       [`${prefix}orphan-old.bin`, "removed"],
       [`${prefix}orphan-young.bin`, "kept: too young"],

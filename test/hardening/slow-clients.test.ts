@@ -7,8 +7,10 @@ import { sha256 } from "../helpers/api.js";
 import { createKey, eventually, parseRawResponse, projectAndJob, rawConnection, serveOn, trickle } from "./support.js";
 
 /**
- * Slow and stalled clients against `ckpt serve` with 1-second limits: each is cut off, holds
- * nothing meanwhile, and leaves nothing behind; a slow but steady upload is not cut off.
+ * Slow and stalled clients against `ckpt serve` with short limits (1 s for headers and buffered
+ * bodies, 3 s of silence): each is cut off, holds nothing meanwhile, and leaves nothing behind; a
+ * slow but steady upload is not cut off. (The idle limit is longer than the others so that a test
+ * process starved of CPU on a loaded machine, pausing its trickle, is not mistaken for silence.)
  * The assertions are about what happens, never how fast: the trickles are long enough that
  * finishing them would take far longer than the limits.
  */
@@ -18,7 +20,7 @@ let key: string;
 let jobPath: string;
 before(async () => {
   stores = await startStores();
-  server = await serveOn(stores, { CKPT_HEADERS_TIMEOUT: "1", CKPT_REQUEST_TIMEOUT: "1", CKPT_IDLE_TIMEOUT: "1" });
+  server = await serveOn(stores, { CKPT_HEADERS_TIMEOUT: "1", CKPT_REQUEST_TIMEOUT: "1", CKPT_IDLE_TIMEOUT: "3" });
   key = await createKey(stores);
   ({ jobPath } = await projectAndJob(server.baseUrl, key));
 });
@@ -53,7 +55,7 @@ describe("slow clients", () => {
     c.socket.write(
       `POST /v1/training_projects HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`,
     );
-    // A byte every 200 ms never trips the 1 s idle timeout, and would take over a minute.
+    // A byte every 200 ms never trips the idle timeout, and would take over a minute.
     assert.equal(await trickle(c.socket, byteByByte(body), 200), false);
     await c.closed;
     const r = parseRawResponse(c.received());
@@ -78,12 +80,12 @@ describe("slow clients", () => {
   });
 
   test("a slow but steady upload, longer than every timeout, completes", async () => {
-    const chunks = Array.from({ length: 6 }, () => randomBytes(10_000));
+    const chunks = Array.from({ length: 10 }, () => randomBytes(10_000));
     const c = rawConnection(server.baseUrl);
     c.socket.write(
-      `PUT ${jobPath}/checkpoint_files/0/steady.bin HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-length: 60000\r\nconnection: close\r\n\r\n`,
+      `PUT ${jobPath}/checkpoint_files/0/steady.bin HTTP/1.1\r\nhost: x\r\nauthorization: Api-Key ${key}\r\ncontent-length: 100000\r\nconnection: close\r\n\r\n`,
     );
-    // A chunk every 400 ms: 2.4 s in all, over twice the request and idle timeouts.
+    // A chunk every 400 ms: 4 s in all, longer than the request and idle timeouts.
     assert.equal(await trickle(c.socket, chunks, 400), true, "the server let the whole body in");
     await c.closed;
     const r = parseRawResponse(c.received());
