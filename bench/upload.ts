@@ -8,6 +8,7 @@
  * checks the job lists every file, then deletes the job. The order of the sides rotates every
  * round. Where the CLI has `push --via-server`, the full run measures that too. The server's peak RSS is
  * sampled during each side's uploads. Target: ckpt faster, server memory bounded.
+ * BENCH_CPU_PROF=<dir> makes the ckpt server and every `ckpt push` write a V8 CPU profile there.
  */
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
@@ -105,11 +106,13 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
   try {
     const ckpt = makeCheckpoint(local.path, shards, shardBytes, small);
     const job = await seedSqlite(data.path, 0);
-    const server = await startServer({ dataDir: data.path });
+    const prof = process.env.BENCH_CPU_PROF;
+    const profArgs = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [];
+    const server = await startServer({ dataDir: data.path, nodeArgs: profArgs });
     try {
       const cliEnv = { PATH: process.env.PATH, HOME: process.env.HOME, CKPT_API_URL: server.baseUrl, CKPT_API_KEY: job.apiKey };
       const push = async (jobId: string, extra: string[]) =>
-        run(process.execPath, [CKPT_CLI, "push", "--project", job.projectId, "--job", jobId, "--node-rank", "0", "--quiet", ...extra, ckpt.dir], { env: cliEnv });
+        run(process.execPath, [...profArgs, CKPT_CLI, "push", "--project", job.projectId, "--job", jobId, "--node-rank", "0", "--quiet", ...extra, ckpt.dir], { env: cliEnv });
       const curl = async (jobId: string) => {
         const config = join(scratch.path, `curl-${jobId}.conf`);
         const lines: string[] = [];
@@ -126,7 +129,7 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
       };
 
       // `ckpt push --via-server` (one streamed PUT per file, as curl does) where this build has it.
-      const help = await run(process.execPath, [CKPT_CLI, "push", "--help"], { env: cliEnv, check: false });
+      const help = await run(process.execPath, [...profArgs, CKPT_CLI, "push", "--help"], { env: cliEnv, check: false });
       const viaServer = !opts.quick && help.stdout.includes("--via-server");
       const sides = viaServer ? (["ckpt", "curl", "via-server"] as const) : (["ckpt", "curl"] as const);
       const results: Record<string, Phase[]> = Object.fromEntries(sides.map((s) => [s, []]));
@@ -143,7 +146,7 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
       }
       // What a `ckpt` process costs before it does anything (module loading), for the notes.
       const startups: number[] = [];
-      for (let i = 0; i < 3; i++) startups.push((await run(process.execPath, [CKPT_CLI, "push", "--help"], { env: cliEnv, check: false })).ms / 1000);
+      for (let i = 0; i < 3; i++) startups.push((await run(process.execPath, [...profArgs, CKPT_CLI, "push", "--help"], { env: cliEnv, check: false })).ms / 1000);
       const startup = median(startups);
       const mib = ckpt.bytes / MiB;
       const seconds = (side: string) => median(results[side]!.map((p) => p.seconds));

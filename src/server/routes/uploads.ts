@@ -71,12 +71,17 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
     {
       schema: {
         summary: "Complete a direct upload: verify it and make the file visible (ckpt extension).",
+        description:
+          "Verifies the size and the SHA-256 (declared when the upload began, or here) before the file becomes " +
+          "visible; a digest given in both places must be the same.",
         tags: ["checkpoint files"],
         params: UploadParams,
         body: Type.Object({
           parts: Type.Array(Type.Object({ part_number: Type.Integer({ minimum: 1, maximum: 10000 }), etag: Type.String({ maxLength: 256 }) }), {
             maxItems: 10000,
           }),
+          // Lets a client hash while it sends instead of before: verified like one given at the start.
+          sha256: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "lowercase hex SHA-256 of the file, if not declared when the upload began" })),
         }),
         response: { 201: Type.Ref(CheckpointFile), 409: Type.Ref(ErrorResponse), 507: Type.Ref(ErrorResponse), ...errorResponses },
       },
@@ -89,6 +94,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         jobId,
         uploadId,
         request.body.parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
+        request.body.sha256 ?? null,
       );
       const url = service.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), service.limits.urlTtlSeconds);
       return reply.status(201).send(presentCheckpointFile(file, url));
