@@ -97,7 +97,8 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
   const shards = opts.quick ? 2 : 4;
   const shardBytes = opts.quick ? 64 * MiB : 256 * MiB;
   const small = opts.quick ? 100 : 500;
-  const rounds = 2;
+  // BENCH_UPLOAD_ROUNDS: more rounds to average out a shared machine's noise.
+  const rounds = Number(process.env.BENCH_UPLOAD_ROUNDS) || 2;
 
   const local = tempDir("upload-src");
   const data = tempDir("upload-data");
@@ -108,11 +109,11 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
     const job = await seedSqlite(data.path, 0);
     const prof = process.env.BENCH_CPU_PROF;
     const profArgs = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [];
-    const server = await startServer({ dataDir: data.path, nodeArgs: profArgs });
+    const server = await startServer({ dataDir: data.path, nodeArgs: profArgs, env: process.env.BENCH_SERVER_THREADS ? { UV_THREADPOOL_SIZE: process.env.BENCH_SERVER_THREADS } : {} });
     try {
       const cliEnv = { PATH: process.env.PATH, HOME: process.env.HOME, CKPT_API_URL: server.baseUrl, CKPT_API_KEY: job.apiKey };
       const push = async (jobId: string, extra: string[]) =>
-        run(process.execPath, [...profArgs, CKPT_CLI, "push", "--project", job.projectId, "--job", jobId, "--node-rank", "0", "--quiet", ...extra, ckpt.dir], { env: cliEnv });
+        run(process.execPath, [...profArgs, CKPT_CLI, "push", "--project", job.projectId, "--job", jobId, "--node-rank", "0", "--quiet", ...extra, ...(process.env.BENCH_PUSH_ARGS ?? "").split(" ").filter(Boolean), ckpt.dir], { env: cliEnv });
       const curl = async (jobId: string) => {
         const config = join(scratch.path, `curl-${jobId}.conf`);
         const lines: string[] = [];

@@ -55,6 +55,10 @@ export function registerPush(program: Command): void {
     // Largest first: the long uploads start at once and the small files fill the gaps around them.
     local.sort((a, b) => b.size - a.size);
 
+    // Learnt from the first direct upload's plan: on the embedded store the parts would pass
+    // through the API server anyway, and one streamed PUT per file measured faster (fewer
+    // requests, no re-read of the file at completion).
+    let partsViaApiServer = false;
     let uploaded = 0;
     let skipped = 0;
     let bytes = 0;
@@ -74,8 +78,15 @@ export function registerPush(program: Command): void {
         const target = { projectId: project.id, jobId: job.id, nodeRank, relativeName: f.name, path: f.path, sha256 };
         // A small file goes in one PUT through the server: one request instead of three (begin,
         // part, complete), and the server does a third of the work; large ones go direct.
-        if (opts.viaServer || f.size <= SMALL_FILE_BYTES) await uploadCheckpointFile(client, target);
-        else await uploadFileDirect(client, target);
+        if (opts.viaServer || partsViaApiServer || f.size <= SMALL_FILE_BYTES) await uploadCheckpointFile(client, target);
+        else
+          await uploadFileDirect(client, {
+            ...target,
+            whenPartsViaApiServer: () => {
+              partsViaApiServer = true;
+              return uploadCheckpointFile(client, target);
+            },
+          });
         uploaded++;
         bytes += f.size;
         if (!opts.quiet) process.stderr.write(`uploaded ${f.name} (${formatBytes(f.size)})\n`);

@@ -11,6 +11,8 @@ interface UploadPlan {
   part_size_bytes: number;
   parts: { part_number: number; url: string; size_bytes: number }[];
   expires_at: string;
+  /** ckpt: the part URLs are the API server's own (absent from older servers). */
+  parts_via_api_server?: boolean;
 }
 
 const PART_ATTEMPTS = 4;
@@ -35,6 +37,11 @@ export async function uploadFileDirect(
     sha256?: string;
     /** Parts of this file in flight at once (default 4). */
     partConcurrency?: number;
+    /**
+     * Called instead of sending the parts when they would go through the API server anyway (the
+     * embedded store), where one streamed PUT of the file is cheaper; the upload begun is aborted.
+     */
+    whenPartsViaApiServer?: () => Promise<CheckpointFile>;
     signal?: AbortSignal;
   },
 ): Promise<CheckpointFile> {
@@ -44,6 +51,10 @@ export async function uploadFileDirect(
     body: { node_rank: args.nodeRank, relative_file_name: args.relativeName, size_bytes: size, sha256: args.sha256 ?? null },
     signal: args.signal,
   });
+  if (plan.parts_via_api_server && args.whenPartsViaApiServer) {
+    await client.request("DELETE", `${jobPath}/uploads/${plan.upload_id}`).catch(() => {});
+    return args.whenPartsViaApiServer();
+  }
   try {
     // One part: its own stream is the whole file, in order, so it is hashed as it is sent.
     const hashOnePart = args.sha256 === undefined && plan.parts.length === 1;

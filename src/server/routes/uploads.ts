@@ -42,6 +42,11 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
             part_size_bytes: Type.Integer(),
             parts: Type.Array(Type.Object({ part_number: Type.Integer(), url: Type.String(), size_bytes: Type.Integer() })),
             expires_at: Type.String({ format: "date-time" }),
+            parts_via_api_server: Type.Boolean({
+              description:
+                "true when the part URLs are this API server's own (the embedded store): the bytes pass through it " +
+                "either way, so one streamed `PUT .../checkpoint_files/{node_rank}/{name}` does the same in one request",
+            }),
           }),
           409: Type.Ref(ErrorResponse),
           507: Type.Ref(ErrorResponse),
@@ -62,6 +67,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         part_size_bytes: plan.partSizeBytes,
         parts: plan.parts.map((p) => ({ part_number: p.partNumber, url: p.url, size_bytes: p.sizeBytes })),
         expires_at: upload.expiresAt,
+        parts_via_api_server: service.blobs.kind === "local",
       };
     },
   );
