@@ -164,7 +164,8 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
           meets: (r) => r > 1,
           note:
             `${rounds} rotating rounds, median wall time ${fmt(ours)} s vs ${fmt(theirs)} s, of which ${fmt(startup)} s is the ckpt CLI starting (\`ckpt push --help\`); ` +
-            "push hashes each file (SHA-256) before sending it, 8 files at a time; the server hashes and fsyncs every file",
+            "push sends 8 files at a time, largest first, each as one streamed PUT on the embedded store (small files read and hashed " +
+            "in one read; large ones hashed first, as the PUT carries the digest up front); the server hashes and fsyncs every file",
         }),
       );
       if (viaServer)
