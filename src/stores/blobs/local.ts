@@ -29,8 +29,8 @@ export const LOCAL_UPLOAD_ROUTE_PREFIX = "/blobs/uploads/";
 const DIRECT_UPLOAD_KEEP_MS = 2 * 24 * 3600 * 1000;
 
 /**
- * Counts and hashes the bytes passing through, failing as soon as they exceed `limit`.
- * Shared by whole-file puts and direct-upload parts.
+ * Counts (and unless told not to, hashes) the bytes passing through, failing as soon as they
+ * exceed `limit`. Shared by whole-file puts and direct-upload parts (which need no digest).
  */
 function measuring(limit: number | undefined, options: { hash: boolean } = { hash: true }) {
   const hash = options.hash ? createHash("sha256") : null;
