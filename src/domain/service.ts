@@ -304,10 +304,22 @@ export class CkptService {
     return { upload, plan };
   }
 
-  async completeUpload(caller: Caller, projectId: string, jobId: string, uploadId: string, parts: UploadedPartRef[]): Promise<FileRecord> {
+  /** `sha256`: the digest, if the client did not declare it at the start (it hashed while sending). */
+  async completeUpload(
+    caller: Caller,
+    projectId: string,
+    jobId: string,
+    uploadId: string,
+    parts: UploadedPartRef[],
+    sha256: string | null = null,
+  ): Promise<FileRecord> {
+    if (sha256 !== null && !/^[0-9a-f]{64}$/.test(sha256)) throw badRequest("sha256 must be 64 lowercase hex characters");
     await this.getJob(caller, projectId, jobId);
     const upload = await this.metadata.getUpload(caller.orgId, jobId, uploadId);
     if (!upload) throw notFound("upload");
+    if (sha256 !== null && upload.sha256 !== null && sha256 !== upload.sha256)
+      throw badRequest("sha256 differs from the one declared when the upload began");
+    const expectedSha256 = upload.sha256 ?? sha256;
     const key = blobKeyOf(upload.projectId, upload.jobId, upload.nodeRank, upload.relativeName);
     return this.withUploadLock(key, async () => {
       // Claim it first: of two racing completions only one gets here, and a failed completion
@@ -315,7 +327,7 @@ export class CkptService {
       if (!(await this.metadata.deleteUpload(uploadId))) throw notFound("upload");
       try {
         await this.refuseConflicts(upload);
-        const stored = await translateBlobErrors(() => this.blobs.completeDirectUpload(upload, parts, key, upload.sha256));
+        const stored = await translateBlobErrors(() => this.blobs.completeDirectUpload(upload, parts, key, expectedSha256));
         return await this.commit(upload, key, stored);
       } catch (err) {
         await this.blobs.abortDirectUpload(upload).catch(() => {});

@@ -42,6 +42,11 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
             part_size_bytes: Type.Integer(),
             parts: Type.Array(Type.Object({ part_number: Type.Integer(), url: Type.String(), size_bytes: Type.Integer() })),
             expires_at: Type.String({ format: "date-time" }),
+            parts_via_api_server: Type.Boolean({
+              description:
+                "true when the part URLs are this API server's own (the embedded store): the bytes pass through it " +
+                "either way, so one streamed `PUT .../checkpoint_files/{node_rank}/{name}` does the same in one request",
+            }),
           }),
           409: Type.Ref(ErrorResponse),
           507: Type.Ref(ErrorResponse),
@@ -62,6 +67,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         part_size_bytes: plan.partSizeBytes,
         parts: plan.parts.map((p) => ({ part_number: p.partNumber, url: p.url, size_bytes: p.sizeBytes })),
         expires_at: upload.expiresAt,
+        parts_via_api_server: service.blobs.kind === "local",
       };
     },
   );
@@ -71,12 +77,17 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
     {
       schema: {
         summary: "Complete a direct upload: verify it and make the file visible (ckpt extension).",
+        description:
+          "Verifies the size and the SHA-256 (declared when the upload began, or here) before the file becomes " +
+          "visible; a digest given in both places must be the same.",
         tags: ["checkpoint files"],
         params: UploadParams,
         body: Type.Object({
           parts: Type.Array(Type.Object({ part_number: Type.Integer({ minimum: 1, maximum: 10000 }), etag: Type.String({ maxLength: 256 }) }), {
             maxItems: 10000,
           }),
+          // Lets a client hash while it sends instead of before: verified like one given at the start.
+          sha256: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "lowercase hex SHA-256 of the file, if not declared when the upload began" })),
         }),
         response: { 201: Type.Ref(CheckpointFile), 409: Type.Ref(ErrorResponse), 507: Type.Ref(ErrorResponse), ...errorResponses },
       },
@@ -89,6 +100,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         jobId,
         uploadId,
         request.body.parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
+        request.body.sha256 ?? null,
       );
       const url = service.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), service.limits.urlTtlSeconds);
       return reply.status(201).send(presentCheckpointFile(file, url));
