@@ -36,6 +36,8 @@ export interface AppOptions {
   rateLimit?: RateLimit | null;
   /** Timeouts and header size for slow or hostile clients; DEFAULT_CONNECTION_LIMITS when absent. */
   connectionLimits?: ConnectionLimits;
+  /** nginx's internal location of the blob directory: downloads answer with X-Accel-Redirect to it. */
+  accelRedirect?: string;
 }
 
 /** Strips query strings from logged URLs: presigned URLs carry their signature there. */
@@ -137,6 +139,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       service: options.service,
       signer: options.signer,
       blobs,
+      accelRedirect: options.accelRedirect,
       hsts: options.tls !== undefined,
       logger: options.logger,
       isClosing: () => closing,
