@@ -19,11 +19,12 @@
  * sendfile on, access_log off, its root the ckpt data dir (so /blobs/<key> is the same file; it
  * ignores the query). Target: >= 0.8x nginx.
  *
- * Measured (--quick, this 2-vCPU box under a load average of 5-9 from other work): the 1 GiB file
- * behind nginx 1.04x nginx (ckpt alone 0.55x, the Node.js floor 0.74x); small files ckpt alone
- * 0.15-0.19x nginx, 0.6-0.8x the floor, ~300-420 CPU us/GET (was 700-770 before the
- * pre-routing/one-read path); behind nginx small files stay bound by ckpt's per-GET
- * verification (~250 CPU us in ckpt + ~110 in nginx per GET), about ckpt's own rate.
+ * Measured (--quick, this 2-vCPU box under a load average of 5-9 from other work; ratios to nginx
+ * in the same rounds): the 1 GiB file behind nginx 0.99-1.04x (ckpt alone 0.55-0.74x, the
+ * Node.js floor 0.74-0.78x); small files ckpt alone 0.14-0.19x, 350 CPU us/GET, 63% of the floor
+ * (before the pre-routing/one-read path: 0.09x, 696 us/GET, 54%); small files behind nginx 0.20x,
+ * 348 CPU us/GET for nginx and ckpt together, 91% of the floor: every GET is still one request
+ * to one Node.js process (signature, metadata, open), so it is bound by that, not by nginx.
  *
  * BENCH_CPU_PROF=<dir> makes the ckpt server write a V8 CPU profile there (node --cpu-prof).
  */
