@@ -51,6 +51,12 @@ export interface ServerConfig {
   connectionLimits: ConnectionLimits;
   /** On SIGTERM, how long in-flight requests may take before their connections are closed. */
   gracePeriodSeconds: number;
+  /**
+   * Behind nginx, the internal location (e.g. `/_ckpt_blobs`, no trailing slash) that serves the
+   * local blob directory: downloads are verified here and answered with X-Accel-Redirect to it,
+   * and nginx sends the bytes. Absent: ckpt sends them itself.
+   */
+  accelRedirect?: string;
 }
 
 /** A token bucket per API key: `perSecond` requests a second on average, bursts up to `burst`. */
@@ -103,6 +109,7 @@ export interface ServerFlags {
   idleTimeout?: string | number;
   maxHeaderBytes?: string | number;
   gracePeriod?: string | number;
+  accelRedirect?: string;
 }
 
 export const DEFAULT_URL_TTL_SECONDS = 7 * 24 * 3600;
@@ -134,9 +141,14 @@ export function loadServerConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv
   const databaseUrl = flags.databaseUrl ?? env.CKPT_DATABASE_URL;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new ConfigError("CKPT_DATABASE_URL must be a postgres:// URL");
+  const blobStore = blobStoreConfig(flags.blobStore ?? env.CKPT_BLOB_STORE, env);
+  const accelRedirect = accelRedirectConfig(flags.accelRedirect ?? env.CKPT_ACCEL_REDIRECT);
+  if (accelRedirect !== undefined && blobStore.kind !== "local")
+    throw new ConfigError("CKPT_ACCEL_REDIRECT applies to the local blob store only (S3 clients download from the store itself)");
   return {
     databaseUrl: databaseUrl || undefined,
-    blobStore: blobStoreConfig(flags.blobStore ?? env.CKPT_BLOB_STORE, env),
+    blobStore,
+    accelRedirect,
     dataDir: resolve(flags.dataDir ?? env.CKPT_DATA_DIR ?? "./ckpt-data"),
     host,
     port,
@@ -176,6 +188,20 @@ function trustProxyConfig(raw: boolean | string | undefined): boolean | string {
   if (!/^[0-9a-z.:/]+(\s*,\s*[0-9a-z.:/]+)*$/.test(value))
     throw new ConfigError(`trust proxy must be true, false or a comma-separated list of addresses/CIDRs (got ${JSON.stringify(raw)})`);
   return value;
+}
+
+/**
+ * An nginx URI prefix: absolute, plain characters only (it is written into a header and matched
+ * by a location), and not under /blobs/, where the redirect would come back to ckpt in a loop.
+ */
+function accelRedirectConfig(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const prefix = raw.trim().replace(/\/+$/, "");
+  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(prefix) || prefix.split("/").some((s) => s === "." || s === ".."))
+    throw new ConfigError(`accel redirect must be an nginx location path like /_ckpt_blobs (got ${JSON.stringify(raw)})`);
+  if (prefix === "/blobs" || prefix.startsWith("/blobs/") || prefix === "/v1" || prefix.startsWith("/v1/"))
+    throw new ConfigError(`accel redirect must be an internal location of its own, not under /blobs or /v1 (got ${JSON.stringify(raw)})`);
+  return prefix;
 }
 
 /** `RATE[:BURST]` requests per second per key, e.g. `20` or `20:100`; `0`/`off` (the default) is none. */

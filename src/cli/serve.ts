@@ -31,6 +31,7 @@ export function registerServe(program: Command): void {
     .option("--idle-timeout <seconds>", "close a connection silent this long mid-request, e.g. a stalled upload (env CKPT_IDLE_TIMEOUT; default 60)")
     .option("--max-header-bytes <n>", "largest header block, 431 above (env CKPT_MAX_HEADER_BYTES; default 16384)")
     .option("--grace-period <seconds>", "on SIGTERM, how long in-flight requests may take to finish (env CKPT_GRACE_PERIOD; default 30)")
+    .option("--accel-redirect <internal-prefix>", "behind nginx: verify downloads, then let nginx send the file from this internal location via X-Accel-Redirect (env CKPT_ACCEL_REDIRECT; local blob store only)")
     .action(async (opts) => {
       const config = loadServerConfig(opts);
       // A server reachable from other machines must be a deliberate choice: plain HTTP would
@@ -63,10 +64,11 @@ export function registerServe(program: Command): void {
         trustProxy: config.trustProxy,
         rateLimit: config.rateLimit,
         connectionLimits: config.connectionLimits,
+        accelRedirect: config.accelRedirect,
       });
       await app.listen({ host: config.host, port: config.port });
       logger.info(
-        { dataDir: config.dataDir, publicUrl: config.publicUrl, tls: Boolean(tls), rateLimit: config.rateLimit },
+        { dataDir: config.dataDir, publicUrl: config.publicUrl, tls: Boolean(tls), rateLimit: config.rateLimit, accelRedirect: config.accelRedirect },
         "ckpt serving",
       );
 

@@ -22,6 +22,11 @@ export function installSecurityHeaders(app: FastifyInstance, options: { hsts?: b
   });
 }
 
+/** The same headers, for responses written outside Fastify's hooks (the blob download fast path). */
+export function securityHeaders(options: { hsts?: boolean } = {}): Record<string, string> {
+  return options.hsts ? { ...SECURITY_HEADERS, "strict-transport-security": "max-age=31536000" } : { ...SECURITY_HEADERS };
+}
+
 /** The headers of an error answered outside the hooks (framework and client errors). */
 export function errorSecurityHeaders(): Record<string, string> {
   return { ...SECURITY_HEADERS, "cache-control": "no-store" };

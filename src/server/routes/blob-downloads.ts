@@ -1,0 +1,193 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { pipeline } from "node:stream";
+import type { FastifyBaseLogger } from "fastify";
+import type { CkptService } from "../../domain/service.js";
+import { BLOCKING_READ_MAX_BYTES, LOCAL_BLOB_ROUTE_PREFIX, type LocalBlobStore, encodeKeyPath } from "../../stores/blobs/local.js";
+import type { BlobStat } from "../../stores/blobs/store.js";
+import type { UrlSigner } from "../../stores/blobs/url-signing.js";
+import { securityHeaders } from "../plugins/security-headers.js";
+import { parseRangeHeader } from "../range.js";
+
+/**
+ * Presigned downloads of the embedded blob store: GET and HEAD of /blobs/<key>. Authorised by
+ * the URL alone: the signature covers method, the exact file and the expiry. The signature is
+ * checked against the path re-encoded from the decoded key, so a client that encodes characters
+ * differently still matches, while any change to the file named does not.
+ *
+ * This is the one hot path of the server, and it is answered on node:http directly, before
+ * Fastify routes the request (see app.ts for the measurement that decided it). Everything the
+ * framework would add is therefore done here: the security headers, the JSON error shape, the
+ * 503 while draining and the request log line.
+ */
+export interface BlobDownloadOptions {
+  service: CkptService;
+  signer: UrlSigner;
+  blobs: LocalBlobStore;
+  /**
+   * nginx's X-Accel-Redirect: verify the URL and the preconditions here, then name the file under
+   * this internal location (no trailing slash) and let nginx send the bytes. Absent: ckpt sends them.
+   */
+  accelRedirect?: string;
+  hsts?: boolean;
+  logger?: FastifyBaseLogger;
+  /** True once the server is draining (SIGTERM): new requests get 503, as Fastify answers them. */
+  isClosing(): boolean;
+}
+
+/** The requests blobDownloadHandler answers. */
+export function isBlobDownload(req: IncomingMessage): boolean {
+  return (req.method === "GET" || req.method === "HEAD") && req.url !== undefined && req.url.startsWith(LOCAL_BLOB_ROUTE_PREFIX);
+}
+
+/**
+ * The ETag nginx's static module sends for a file (hex mtime in seconds, hex size). Behind nginx
+ * the client sees nginx's ETag, and nginx checks If-Match and If-Range against it, so ckpt's own
+ * checks must use the same one to agree. It is weaker than ckpt's (a replacement of the same size
+ * within the same second keeps it), which is why ckpt uses its own when it sends the bytes itself.
+ */
+export function nginxEtag(stat: BlobStat): string {
+  return `"${Math.floor(stat.lastModified.getTime() / 1000).toString(16)}-${stat.sizeBytes.toString(16)}"`;
+}
+
+/** Whether a list of entity tags (If-Match, If-None-Match) names `etag`, or "*" when `star` counts. */
+function listNames(header: string, etag: string, star: boolean): boolean {
+  if (header === etag) return true;
+  for (const raw of header.split(",")) {
+    const tag = raw.trim();
+    if (tag === etag || (star && tag === "*")) return true;
+  }
+  return false;
+}
+
+export function blobDownloadHandler(options: BlobDownloadOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { service, signer, blobs, accelRedirect, logger } = options;
+  const security = securityHeaders({ hsts: options.hsts });
+  const errorHeaders = { ...security, "cache-control": "no-store", "content-type": "application/json; charset=utf-8" };
+  const logRequests = logger !== undefined && ["trace", "debug", "info"].includes(logger.level);
+
+  function sendError(res: ServerResponse, status: number, code: string, message: string, headers: OutgoingHttpHeaders = errorHeaders): void {
+    const body = JSON.stringify({ message, code });
+    res.writeHead(status, { ...headers, "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (options.isClosing()) {
+      res.shouldKeepAlive = false;
+      return sendError(res, 503, "SERVICE_UNAVAILABLE", "the server is shutting down", { ...errorHeaders, connection: "close" });
+    }
+    const rawUrl = req.url!;
+    const q = rawUrl.indexOf("?");
+    const encodedKey = q === -1 ? rawUrl.slice(LOCAL_BLOB_ROUTE_PREFIX.length) : rawUrl.slice(LOCAL_BLOB_ROUTE_PREFIX.length, q);
+    let key = encodedKey;
+    if (encodedKey.includes("%")) {
+      try {
+        key = encodedKey.split("/").map(decodeURIComponent).join("/");
+      } catch {
+        return sendError(res, 400, "BAD_REQUEST", "malformed percent-encoding in the URL path");
+      }
+    }
+    const check = signer.check("GET", LOCAL_BLOB_ROUTE_PREFIX + encodeKeyPath(key), new URLSearchParams(q === -1 ? "" : rawUrl.slice(q + 1)));
+    if (check !== "ok") {
+      return check === "expired"
+        ? sendError(res, 403, "URL_EXPIRED", "this presigned URL has expired")
+        : sendError(res, 403, "SIGNATURE_MISMATCH", "invalid presigned URL signature");
+    }
+    const file = await service.fileForBlobKey(key);
+    const blob = file ? blobs.openForDownload(key) : null;
+    if (!file || !blob) return sendError(res, 404, "NOT_FOUND", "file not found");
+
+    let owned = true; // the descriptor, until a read or a stream takes it over
+    try {
+      const { stat } = blob;
+      const etag = accelRedirect === undefined ? stat.etag : nginxEtag(stat);
+      const lastModified = stat.lastModified.toUTCString();
+      const headers: OutgoingHttpHeaders = {
+        ...security,
+        "accept-ranges": "bytes",
+        etag,
+        "last-modified": lastModified,
+        "content-type": "application/octet-stream",
+        "cache-control": "private, max-age=0",
+      };
+      if (file.sha256) headers["x-ckpt-sha256"] = file.sha256;
+
+      const ifMatch = req.headers["if-match"];
+      if (ifMatch !== undefined && ifMatch !== "*" && !listNames(ifMatch, etag, false))
+        return sendError(res, 412, "PRECONDITION_FAILED", "the file changed (If-Match did not match)", headers);
+      const ifNoneMatch = req.headers["if-none-match"];
+      if (ifNoneMatch !== undefined && listNames(ifNoneMatch, etag, true)) {
+        delete headers["content-type"];
+        res.writeHead(304, headers);
+        return void res.end();
+      }
+
+      if (accelRedirect !== undefined) {
+        // nginx answers Range, If-Range and HEAD from the file itself, and checks If-Match again
+        // against the file it opens (the same ETag, see nginxEtag), closing the gap between
+        // this check and its read. It keeps only some upstream headers (see README).
+        headers["x-accel-redirect"] = `${accelRedirect}/${encodeKeyPath(key)}`;
+        delete headers["accept-ranges"]; // nginx adds its own, and would send both
+        // An explicit empty body: without it Node.js sends a chunked one, and nginx then closes
+        // its upstream connection after a redirect instead of reusing it (measured: a new TCP
+        // connection to ckpt per download).
+        headers["content-length"] = 0;
+        res.writeHead(200, headers);
+        return void res.end();
+      }
+
+      // If-Range: a range is honoured only for the representation the client already has parts of.
+      const ifRange = req.headers["if-range"];
+      const rangeHeader = ifRange === undefined || ifRange === etag || ifRange === lastModified ? req.headers.range : undefined;
+      const range = parseRangeHeader(rangeHeader, stat.sizeBytes);
+      if (range.kind === "unsatisfiable") {
+        headers["content-range"] = `bytes */${stat.sizeBytes}`;
+        return sendError(res, 416, "RANGE_NOT_SATISFIABLE", "range not satisfiable", headers);
+      }
+      let status = 200;
+      let start = 0;
+      let end = stat.sizeBytes - 1;
+      if (range.kind === "partial") {
+        status = 206;
+        ({ start, end } = range);
+        headers["content-range"] = `bytes ${start}-${end}/${stat.sizeBytes}`;
+      }
+      const length = end - start + 1;
+      headers["content-length"] = length;
+      if (req.method === "HEAD" || length === 0) {
+        res.writeHead(status, headers);
+        return void res.end();
+      }
+      if (length <= BLOCKING_READ_MAX_BYTES) {
+        owned = false;
+        const bytes = blobs.readOpened(blob, start, end);
+        res.writeHead(status, headers);
+        return void res.end(bytes);
+      }
+      owned = false;
+      const stream = blobs.streamOpened(blob, start, end);
+      res.writeHead(status, headers);
+      pipeline(stream, res, (err) => {
+        if (err && !res.destroyed) logger?.warn({ err }, "download failed mid-response");
+      });
+    } finally {
+      if (owned) blobs.closeOpened(blob);
+    }
+  }
+
+  return (req, res) => {
+    const started = logRequests ? performance.now() : 0;
+    if (logRequests)
+      res.once("finish", () =>
+        logger!.info(
+          { req: { method: req.method, url: req.url, ip: req.socket.remoteAddress }, res: { statusCode: res.statusCode }, responseTime: performance.now() - started },
+          "request completed",
+        ),
+      );
+    answer(req, res).catch((err: unknown) => {
+      logger?.error({ err }, "unhandled error");
+      if (res.headersSent) res.destroy();
+      else sendError(res, 500, "INTERNAL", "internal server error");
+    });
+  };
+}
