@@ -11,26 +11,10 @@ import { pathToFileURL } from "node:url";
 import { runListingDepthBench } from "./listing-depth.js";
 import { runListingThroughputBench } from "./listing-throughput.js";
 import { runMemoryBench } from "./memory.js";
-import { row } from "./report.js";
 import { runScenarios, type Scenario } from "./run.js";
+import { runDownloadBench } from "./download.js";
 import { runServingBench } from "./serving.js";
 import { runUploadBench } from "./upload.js";
-
-/** bench/download.ts is written separately; until it exists, its rows are a note. */
-const runDownloadBench: Scenario = async (opts) => {
-  const specifier = "./download.js"; // a variable, so the build does not require the file
-  let mod: { runDownloadBench?: Scenario };
-  try {
-    mod = (await import(specifier)) as { runDownloadBench?: Scenario };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" && /download\.js/.test((err as Error).message))
-      return [row({ scenario: "4. download", ckpt: Number.NaN, anchor: Number.NaN, unit: "", note: "skipped: bench/download.ts does not exist yet" })];
-    throw err;
-  }
-  if (typeof mod.runDownloadBench !== "function")
-    return [row({ scenario: "4. download", ckpt: Number.NaN, anchor: Number.NaN, unit: "", note: "skipped: bench/download.ts exports no runDownloadBench" })];
-  return mod.runDownloadBench(opts);
-};
 
 export const SCENARIOS: Record<string, Scenario> = {
   "listing-depth": runListingDepthBench,
