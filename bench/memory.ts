@@ -39,7 +39,7 @@ async function serverPeak(job: SeededJob & { dataDir: string }, seconds: number)
 }
 
 /** Peak RSS of `ckpt download` fetching one file of `size` bytes (written straight into a blob dir). */
-async function clientPeak(size: number): Promise<{ peak: number; seconds: number }> {
+export async function clientPeak(size: number, extraArgs: string[] = []): Promise<{ peak: number; seconds: number }> {
   const data = tempDir("memory-dl");
   const out = tempDir("memory-dl-out");
   try {
@@ -49,7 +49,7 @@ async function clientPeak(size: number): Promise<{ peak: number; seconds: number
     const server = await startServer({ dataDir: data.path });
     try {
       let sampler: RssSampler | null = null;
-      const result = await run(process.execPath, [CKPT_CLI, "download", "--project", job.projectId, "--job", job.jobId, "--out", out.path, "--quiet"], {
+      const result = await run(process.execPath, [CKPT_CLI, "download", "--project", job.projectId, "--job", job.jobId, "--out", out.path, "--quiet", ...extraArgs], {
         env: { PATH: process.env.PATH, HOME: process.env.HOME, CKPT_API_URL: server.baseUrl, CKPT_API_KEY: job.apiKey },
         onSpawn: (child) => {
           sampler = new RssSampler(child.pid!, 10).start();
