@@ -95,7 +95,7 @@ export function registerAdmin(program: Command): void {
     )
     .option("--data-dir <dir>", "data directory (env CKPT_DATA_DIR; default ./ckpt-data)")
     .option("--dry-run", "report only; change nothing")
-    .option("--min-age <seconds>", "keep orphans younger than this: a running server may be about to commit them", "3600")
+    .option("--min-age <seconds>", "keep orphans and temporary upload data younger than this: a running server may be using them", "3600")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (opts) => {
       const config = loadServerConfig({ dataDir: opts.dataDir });
@@ -130,7 +130,8 @@ export interface GcReport {
 export async function collectGarbage(service: CkptService, options: { dryRun: boolean; minAgeMs: number }): Promise<GcReport> {
   const interruptedDeletes = (await service.metadata.jobsPendingPurge()).length;
   // recover() is what a starting server runs: it sweeps temporary data and finishes deletes.
-  const temporaryRemoved = options.dryRun ? 0 : (await service.recover()).incompleteUploadsRemoved;
+  // Temporary data younger than --min-age may be an upload a running server is writing.
+  const temporaryRemoved = options.dryRun ? 0 : (await service.recover({ temporaryMinAgeMs: options.minAgeMs })).incompleteUploadsRemoved;
   const orphans: GcReport["orphans"] = [];
   for await (const key of service.blobs.listKeys("training_projects/")) {
     if (await service.fileForBlobKey(key)) continue;

@@ -69,8 +69,12 @@ export class CkptService {
   ) {}
 
   /** Finishes what a crash interrupted: partial uploads and half-done deletes. */
-  async recover(): Promise<{ incompleteUploadsRemoved: number; deletesFinished: number }> {
-    const incompleteUploadsRemoved = (await this.blobs.sweepIncomplete()) + (await this.expireUploads());
+  /**
+   * What a starting server runs (every temporary file is a dead upload then), and `ckpt admin
+   * gc`, which may run beside live servers and so passes `temporaryMinAgeMs`.
+   */
+  async recover(options: { temporaryMinAgeMs?: number } = {}): Promise<{ incompleteUploadsRemoved: number; deletesFinished: number }> {
+    const incompleteUploadsRemoved = (await this.blobs.sweepIncomplete({ minAgeMs: options.temporaryMinAgeMs })) + (await this.expireUploads());
     const pending = await this.metadata.jobsPendingPurge();
     for (const { projectId, jobId } of pending) await this.purgeJob(projectId, jobId);
     await this.metadata.purgeDeletedProjects();

@@ -160,6 +160,9 @@ describe("kill -9 and ckpt admin gc", () => {
       utimesSync(join(stores.dataDir, "blobs", prefix, "orphan-old.bin"), aDayAgo, aDayAgo);
       mkdirSync(join(stores.dataDir, "tmp"), { recursive: true });
       writeFileSync(join(stores.dataDir, "tmp", "leftover"), randomBytes(100));
+      utimesSync(join(stores.dataDir, "tmp", "leftover"), aDayAgo, aDayAgo);
+      // Young temporary data may be an upload a running server is writing: kept.
+      writeFileSync(join(stores.dataDir, "tmp", "in-progress"), randomBytes(100));
       runGc = (dryRun) => (dryRun ? gc(stores, "--dry-run") : gc(stores));
     } else {
       await sleep(8_000);
@@ -168,7 +171,7 @@ describe("kill -9 and ckpt admin gc", () => {
     }
     await stores.writeBlob(`${prefix}orphan-young.bin`, randomBytes(99));
     const pendingBefore = await stores.pendingUploads();
-    assert.equal(pendingBefore.length, 1);
+    assert.equal(pendingBefore.length, stores.backend === "sqlite-local" ? 2 : 1);
 
     const dry = await runGc(true);
     assert.deepEqual(
@@ -188,9 +191,8 @@ describe("kill -9 and ckpt admin gc", () => {
     ]);
     assert.deepEqual(await stores.blobKeys(prefix), [`${prefix}live.bin`, `${prefix}orphan-young.bin`]);
     if (stores.backend === "sqlite-local") {
-      // The embedded store's temporary files belong to no other process once the server is down.
       assert.equal(real.temporaryRemoved, 1);
-      assert.deepEqual(await stores.pendingUploads(), []);
+      assert.deepEqual(await stores.pendingUploads(), ["in-progress"]);
     } else {
       // On S3 another server may be writing its staging data: only day-old leftovers are swept.
       assert.equal(real.temporaryRemoved, 0);
@@ -203,6 +205,49 @@ describe("kill -9 and ckpt admin gc", () => {
       const listed = await api(server.baseUrl, key).get(`${jobPath}/checkpoint_files`);
       assert.deepEqual(listed.body.presigned_urls.map((f: any) => f.relative_file_name), ["live.bin"]);
       assert.equal(sha256(Buffer.from(await (await fetch(listed.body.presigned_urls[0].url)).arrayBuffer())), sha256(live));
+    } finally {
+      server.child.kill("SIGKILL");
+      await server.exited;
+      await stores.stop();
+    }
+  });
+});
+
+describe("ckpt admin gc beside a running server", () => {
+  test("an upload in flight while gc runs is kept, completes and is intact", async () => {
+    const stores = await startStores();
+    const server = await serveOn(stores);
+    try {
+      const key = await createKey(stores);
+      const { jobPath } = await projectAndJob(server.baseUrl, key);
+      // Over one S3 part (8 MiB), so that on S3 too the upload has stored something gc could take.
+      const first = randomBytes(9 << 20);
+      const rest = randomBytes(1 << 20);
+      let sendRest!: () => void;
+      const restMayGo = new Promise<void>((resolve) => (sendRest = resolve));
+      const uploaded = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpRequest(
+          `${server.baseUrl}${jobPath}/checkpoint_files/0/in-flight.bin`,
+          { method: "PUT", headers: { authorization: `Api-Key ${key}`, "content-length": first.length + rest.length }, agent: false },
+          (res) => {
+            let body = "";
+            res.on("data", (d) => (body += d));
+            res.on("end", () => resolve({ status: res.statusCode!, body }));
+          },
+        );
+        req.on("error", reject);
+        req.write(first);
+        void restMayGo.then(() => req.end(rest));
+      });
+      await eventually("the upload has stored temporary data", async () => (await stores.pendingUploads()).length > 0);
+      const report = await gc(stores);
+      assert.equal(report.temporaryRemoved, 0, "a young upload is not swept");
+      assert.ok((await stores.pendingUploads()).length > 0);
+      sendRest();
+      const r = await uploaded;
+      assert.equal(r.status, 201, r.body);
+      const body = Buffer.from(await (await fetch(JSON.parse(r.body).url)).arrayBuffer());
+      assert.equal(sha256(body), sha256(Buffer.concat([first, rest])));
     } finally {
       server.child.kill("SIGKILL");
       await server.exited;

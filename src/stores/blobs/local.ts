@@ -337,13 +337,15 @@ export class LocalBlobStore implements BlobStore {
    * file may still be completed by its client after a restart; it goes once it is older than any
    * of its URLs could be (the service also aborts expired uploads through their database rows).
    */
-  async sweepIncomplete(): Promise<number> {
+  async sweepIncomplete(options: { minAgeMs?: number } = {}): Promise<number> {
     let removed = 0;
     for (const name of await readdir(this.tmpRoot).catch(() => [] as string[])) {
       const path = join(this.tmpRoot, name);
-      if (name.startsWith("upload-")) {
-        const age = Date.now() - ((await stat(path).catch(() => null))?.mtimeMs ?? 0);
-        if (age < DIRECT_UPLOAD_KEEP_MS) continue;
+      const keepYoungerThan = Math.max(options.minAgeMs ?? 0, name.startsWith("upload-") ? DIRECT_UPLOAD_KEEP_MS : 0);
+      if (keepYoungerThan > 0) {
+        const modified = (await stat(path).catch(() => null))?.mtimeMs;
+        if (modified === undefined) continue; // gone meanwhile (its upload finished)
+        if (Date.now() - modified < keepYoungerThan) continue;
       }
       await rm(path, { force: true, recursive: true });
       removed++;

@@ -304,9 +304,10 @@ export class S3BlobStore implements BlobStore {
    * Aborts multipart uploads under the store prefix and deletes staging objects, when older than
    * `sweepMinAgeSeconds`. Returns how many were removed.
    */
-  async sweepIncomplete(): Promise<number> {
-    const isOld = (started: Date | undefined): boolean =>
-      this.sweepMinAgeMs === 0 || started === undefined || Date.now() - started.getTime() >= this.sweepMinAgeMs;
+  async sweepIncomplete(options: { minAgeMs?: number } = {}): Promise<number> {
+    // Other servers' uploads live in the same bucket: never younger than the configured age.
+    const minAgeMs = Math.max(this.sweepMinAgeMs, options.minAgeMs ?? 0);
+    const isOld = (started: Date | undefined): boolean => minAgeMs === 0 || started === undefined || Date.now() - started.getTime() >= minAgeMs;
     let removed = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;

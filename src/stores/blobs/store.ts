@@ -39,8 +39,12 @@ export interface BlobStore {
   deletePrefix(prefix: string): Promise<void>;
   /** An absolute URL that downloads the blob with no other credential until it expires. */
   presignGet(key: string, expiresInSeconds: number, now?: Date): string;
-  /** Removes partial uploads left by a crash; returns how many were removed. */
-  sweepIncomplete(): Promise<number>;
+  /**
+   * Removes partial uploads left by a crash; returns how many were removed. With `minAgeMs`, only
+   * those untouched for at least that long (an upload in progress writes, so it stays young):
+   * what `ckpt admin gc` asks for, as it may run beside live servers.
+   */
+  sweepIncomplete(options?: { minAgeMs?: number }): Promise<number>;
   /**
    * Direct uploads: the client PUTs the parts straight to the returned URLs (to S3, or to this
    * server's blob route), then the server completes. Nothing is visible at any key before
