@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { CkptClient } from "./api.js";
-import { CkptApiError, apiErrorFrom } from "./errors.js";
+import { CkptApiError } from "./errors.js";
 import type { CheckpointFile } from "./types.js";
-import { putBody, putError, sha256OfFile, usesDefaultFetch } from "./upload.js";
+import { putError, sendPut, sha256OfFile } from "./upload.js";
 
 interface UploadPlan {
   upload_id: string;
@@ -97,43 +97,22 @@ async function putPart(
   signal: AbortSignal | undefined,
   hashIt: boolean,
 ): Promise<{ etag: string; sha256: string | null }> {
-  const direct = usesDefaultFetch(client);
   for (let attempt = 1; ; attempt++) {
     let failure: CkptApiError;
     const attemptHash = hashIt ? createHash("sha256") : null;
-    const body = () => (length === 0 ? Buffer.alloc(0) : createReadStream(path, { start, end: start + length - 1, highWaterMark: 1 << 20 }));
+    const body = length === 0 ? Buffer.alloc(0) : createReadStream(path, { start, end: start + length - 1, highWaterMark: 1 << 20 });
     try {
-      if (direct) {
-        const response = await putBody(url, { "content-length": String(length) }, body(), {
-          signal,
-          onChunk: attemptHash ? (chunk) => attemptHash.update(chunk) : undefined,
-        });
-        if (response.status >= 200 && response.status <= 299) {
-          const etag = response.headers.etag;
-          if (!etag) throw new CkptApiError(0, "the blob store returned no ETag for an uploaded part");
-          return { etag, sha256: attemptHash?.digest("hex") ?? null };
-        }
-        failure = await putError(response, "upload part");
-        if (response.status < 500 && response.status !== 429) throw failure;
-      } else {
-        const stream = body();
-        if (attemptHash && !Buffer.isBuffer(stream)) stream.on("data", (chunk: string | Buffer) => void attemptHash.update(chunk));
-        const response = await client.fetch(url, {
-          method: "PUT",
-          headers: { "content-length": String(length) },
-          body: stream as unknown as RequestInit["body"],
-          duplex: "half",
-          signal,
-        } as RequestInit);
-        if (response.ok) {
-          await response.arrayBuffer();
-          const etag = response.headers.get("etag");
-          if (!etag) throw new CkptApiError(0, "the blob store returned no ETag for an uploaded part");
-          return { etag, sha256: attemptHash?.digest("hex") ?? null };
-        }
-        failure = await apiErrorFrom(response, "upload part");
-        if (response.status < 500 && response.status !== 429) throw failure;
+      const response = await sendPut(client, url, { "content-length": String(length) }, body, {
+        signal,
+        onChunk: attemptHash ? (chunk) => attemptHash.update(chunk) : undefined,
+      });
+      if (response.status >= 200 && response.status <= 299) {
+        const etag = response.headers.etag;
+        if (!etag) throw new CkptApiError(0, "the blob store returned no ETag for an uploaded part");
+        return { etag, sha256: attemptHash?.digest("hex") ?? null };
       }
+      failure = await putError(response, "upload part");
+      if (response.status < 500 && response.status !== 429) throw failure;
     } catch (err) {
       if ((err as Error).name === "AbortError" || (err instanceof CkptApiError && err.status > 0)) throw err;
       failure = err instanceof CkptApiError ? err : new CkptApiError(0, `upload part: ${(err as Error).message}`);

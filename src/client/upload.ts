@@ -74,11 +74,31 @@ export async function putError(response: PutResponse, what: string): Promise<Ckp
 }
 
 /**
- * Whether uploads may bypass `client.fetch` for node:http: only when it is the global fetch. A
- * client given its own fetch (a proxy, a test spy, a throttle) has every request go through it.
+ * PUTs an upload body: with node:http (putBody) when the client uses the global fetch; through
+ * `client.fetch` when it was given its own (a proxy, a test spy, a throttle), so that one sees
+ * every request. Either way the answer comes back in one shape.
  */
-export function usesDefaultFetch(client: CkptClient): boolean {
-  return client.fetch === globalThis.fetch;
+export async function sendPut(
+  client: CkptClient,
+  url: string,
+  headers: Record<string, string>,
+  body: Buffer | Readable,
+  options: { signal?: AbortSignal; onChunk?: (chunk: Buffer) => void } = {},
+): Promise<PutResponse> {
+  if (client.fetch === globalThis.fetch) return putBody(url, headers, body, options);
+  if (options.onChunk) {
+    if (Buffer.isBuffer(body)) options.onChunk(body);
+    else body.on("data", options.onChunk);
+  }
+  const response = await client.fetch(url, {
+    method: "PUT",
+    headers,
+    body: body as unknown as RequestInit["body"],
+    // Required by fetch for a streamed request body.
+    duplex: "half",
+    signal: options.signal,
+  } as RequestInit);
+  return { status: response.status, headers: Object.fromEntries(response.headers) as IncomingHttpHeaders, body: Buffer.from(await response.arrayBuffer()) };
 }
 
 /**
@@ -109,33 +129,13 @@ export async function uploadCheckpointFile(
     "content-length": String(size),
     "x-ckpt-sha256": sha256,
   };
-  const what = `upload ${args.relativeName}`;
-  if (usesDefaultFetch(client)) {
-    let response: PutResponse;
-    try {
-      response = await putBody(client.apiUrl + path, headers, whole ?? createReadStream(args.path, { highWaterMark: 1 << 20 }), { signal: args.signal });
-    } catch (err) {
-      if ((err as Error).name === "AbortError") throw err;
-      throw new CkptApiError(0, `PUT ${args.relativeName}: ${(err as Error).message}`);
-    }
-    if (response.status < 200 || response.status > 299) throw await putError(response, what);
-    return JSON.parse(response.body.toString("utf8")) as CheckpointFile;
-  }
-  let response: Response;
+  let response: PutResponse;
   try {
-    response = await client.fetch(client.apiUrl + path, {
-      method: "PUT",
-      headers,
-      body: (whole ?? createReadStream(args.path, { highWaterMark: 1 << 20 })) as unknown as RequestInit["body"],
-      // Required by fetch for a streamed request body.
-      duplex: "half",
-      signal: args.signal,
-    } as RequestInit);
+    response = await sendPut(client, client.apiUrl + path, headers, whole ?? createReadStream(args.path, { highWaterMark: 1 << 20 }), { signal: args.signal });
   } catch (err) {
     if ((err as Error).name === "AbortError") throw err;
     throw new CkptApiError(0, `PUT ${args.relativeName}: ${(err as Error).message}`);
   }
-  if (!response.ok) throw await apiErrorFrom(response, what);
-  return (await response.json()) as CheckpointFile;
+  if (response.status < 200 || response.status > 299) throw await putError(response, `upload ${args.relativeName}`);
+  return JSON.parse(response.body.toString("utf8")) as CheckpointFile;
 }
-

@@ -3,13 +3,12 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, utimesSync, writeFileSync, writeSync } from "node:fs";
-import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { runCli } from "../harness/server.js";
 import { startStores, testBackend, type TestStores } from "../harness/stores.js";
 import { api, sha256 } from "../helpers/api.js";
-import { collectGarbageIn, createKey, eventually, freshDataDir, projectAndJob, serveOn, sleep } from "./support.js";
+import { collectGarbageIn, createKey, eventually, freshDataDir, heldUpload, projectAndJob, serveOn, sleep } from "./support.js";
 
 /** Crashes and faults, on the backend under test: nothing lost, nothing half-visible, nothing left behind. */
 
@@ -223,28 +222,13 @@ describe("ckpt admin gc beside a running server", () => {
       // Over one S3 part (8 MiB), so that on S3 too the upload has stored something gc could take.
       const first = randomBytes(9 << 20);
       const rest = randomBytes(1 << 20);
-      let sendRest!: () => void;
-      const restMayGo = new Promise<void>((resolve) => (sendRest = resolve));
-      const uploaded = new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = httpRequest(
-          `${server.baseUrl}${jobPath}/checkpoint_files/0/in-flight.bin`,
-          { method: "PUT", headers: { authorization: `Api-Key ${key}`, "content-length": first.length + rest.length }, agent: false },
-          (res) => {
-            let body = "";
-            res.on("data", (d) => (body += d));
-            res.on("end", () => resolve({ status: res.statusCode!, body }));
-          },
-        );
-        req.on("error", reject);
-        req.write(first);
-        void restMayGo.then(() => req.end(rest));
-      });
+      const upload = heldUpload(`${server.baseUrl}${jobPath}/checkpoint_files/0/in-flight.bin`, key, first, [rest]);
       await eventually("the upload has stored temporary data", async () => (await stores.pendingUploads()).length > 0);
       const report = await gc(stores);
       assert.equal(report.temporaryRemoved, 0, "a young upload is not swept");
       assert.ok((await stores.pendingUploads()).length > 0);
-      sendRest();
-      const r = await uploaded;
+      upload.release();
+      const r = await upload.response;
       assert.equal(r.status, 201, r.body);
       const body = Buffer.from(await (await fetch(JSON.parse(r.body).url)).arrayBuffer());
       assert.equal(sha256(body), sha256(Buffer.concat([first, rest])));
@@ -264,32 +248,9 @@ describe("SIGTERM", () => {
     const { jobPath } = await projectAndJob(server.baseUrl, key);
     const chunks = Array.from({ length: 20 }, () => randomBytes(50_000));
     const total = chunks.reduce((n, c) => n + c.length, 0);
-    let sentFirst!: () => void;
-    const firstChunkSent = new Promise<void>((resolve) => (sentFirst = resolve));
-    let writeRest!: () => void;
-    const signalled = new Promise<void>((resolve) => (writeRest = resolve));
-    const uploaded = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest(
-        `${server.baseUrl}${jobPath}/checkpoint_files/0/in-flight.bin`,
-        { method: "PUT", headers: { authorization: `Api-Key ${key}`, "content-length": total }, agent: false },
-        (res) => {
-          let body = "";
-          res.on("data", (d) => (body += d));
-          res.on("end", () => resolve({ status: res.statusCode!, body }));
-        },
-      );
-      req.on("error", reject);
-      req.write(chunks[0]!, () => sentFirst());
-      // The rest only once the server has been told to stop, so the upload is certainly in flight.
-      void signalled.then(async () => {
-        for (const chunk of chunks.slice(1)) {
-          req.write(chunk);
-          await sleep(20);
-        }
-        req.end();
-      });
-    });
-    await firstChunkSent;
+    // The rest only once the server has been told to stop, so the upload is certainly in flight.
+    const upload = heldUpload(`${server.baseUrl}${jobPath}/checkpoint_files/0/in-flight.bin`, key, chunks[0]!, chunks.slice(1), 20);
+    await upload.firstSent;
     // The server logs each request as it arrives (at the default level): then it is in flight.
     await eventually("the upload has reached the server", () => server.output().includes("in-flight.bin"));
     server.child.kill("SIGTERM");
@@ -301,8 +262,8 @@ describe("SIGTERM", () => {
         s.on("error", (err: NodeJS.ErrnoException) => resolve(err.code === "ECONNREFUSED"));
       });
     });
-    writeRest();
-    const r = await uploaded;
+    upload.release();
+    const r = await upload.response;
     assert.equal(r.status, 201, r.body);
     assert.equal(JSON.parse(r.body).size_bytes, total);
     assert.equal(await server.exited, 0);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -59,6 +60,35 @@ export async function eventually(what: string, probe: () => boolean | Promise<bo
     if (Date.now() > deadline) assert.fail(`never happened: ${what}`);
     await sleep(50);
   }
+}
+
+/**
+ * A raw PUT that sends `first` at once and `rest` (a chunk every `gapMs`) only once `release()` is
+ * called: an upload the test knows to be in flight while it acts (signals, runs gc, ...).
+ */
+export function heldUpload(url: string, key: string, first: Buffer, rest: Buffer[], gapMs = 0) {
+  const total = [first, ...rest].reduce((n, c) => n + c.length, 0);
+  let sentFirst!: () => void;
+  const firstSent = new Promise<void>((resolve) => (sentFirst = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpRequest(url, { method: "PUT", headers: { authorization: `Api-Key ${key}`, "content-length": total }, agent: false }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on("error", reject);
+    req.write(first, () => sentFirst());
+    void released.then(async () => {
+      for (const chunk of rest) {
+        req.write(chunk);
+        if (gapMs > 0) await sleep(gapMs);
+      }
+      req.end();
+    });
+  });
+  return { firstSent, release, response };
 }
 
 /** `ckpt serve` as a process on the test's stores (the backend under test). */
