@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { CliError, describeError } from "./common.js";
 
@@ -24,6 +25,7 @@ const COMMANDS: [name: string, load: () => Promise<Register>][] = [
 
 const program = new Command()
   .name("ckpt")
+  .version(packageVersion(), "-V, --version", "print ckpt's version")
   .description("Training checkpoints: serve the Baseten-compatible API, push, list and download checkpoints.")
   .showHelpAfterError()
   .exitOverride();
@@ -37,4 +39,10 @@ try {
   if (err instanceof CommanderError) process.exit(err.exitCode);
   process.stderr.write(`ckpt: ${describeError(err)}\n`);
   process.exit(err instanceof CliError ? err.exitCode : 1);
+}
+
+/** From package.json, which sits two folders above the compiled dist/src/cli/. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
 }
