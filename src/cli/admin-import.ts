@@ -60,9 +60,13 @@ export function registerAdminImport(admin: Command): void {
         const { service } = runtime;
         const store = service.blobs as S3BlobStore;
         const { caller, project } = await resolveImportProject(service, { org: opts.org, project: opts.project });
+        // A dry run changes nothing, so it names the job it would create instead of creating it.
         const job = opts.job
           ? (await service.getJob(caller, project.id, opts.job)).job
-          : (await service.createJob(caller, project.id, { name: `import ${source}` })).job;
+          : opts.dryRun
+            ? null
+            : (await service.createJob(caller, project.id, { name: `import ${source}` })).job;
+        const jobLabel = job ? job.id : "(a new job)";
 
         let imported = 0;
         let bytes = 0;
@@ -70,13 +74,13 @@ export function registerAdminImport(admin: Command): void {
         for await (const object of store.listBucket(bucket, prefix)) {
           const relativeKey = object.key.slice(prefix.length);
           if (relativeKey === "" || relativeKey.endsWith("/") || relativeKey.startsWith(".ckpt-staging/")) continue;
-          const target = { projectId: project.id, jobId: job.id, ...placeImportedObject(relativeKey) };
+          const target = { projectId: project.id, jobId: job?.id ?? "", ...placeImportedObject(relativeKey) };
           const problem = relativeNameProblem(target.relativeName);
           if (problem) {
             skipped.push(`${object.key}: ${problem}`);
             continue;
           }
-          if (opts.dryRun) {
+          if (opts.dryRun || !job) {
             process.stdout.write(`rank ${target.nodeRank}  ${target.relativeName}  (${object.sizeBytes} B)\n`);
             continue;
           }
@@ -88,9 +92,9 @@ export function registerAdminImport(admin: Command): void {
             skipped.push(`${object.key}: ${(err as Error).message}`);
           }
         }
-        process.stderr.write(`${opts.dryRun ? "would import into" : `imported ${imported} files (${bytes} bytes) into`} project ${project.id}, job ${job.id}\n`);
+        process.stderr.write(`${opts.dryRun ? "would import into" : `imported ${imported} files (${bytes} bytes) into`} project ${project.id}, job ${jobLabel}\n`);
         if (skipped.length) process.stderr.write(`skipped ${skipped.length}:\n  ${skipped.join("\n  ")}\n`);
-        process.stdout.write(`${job.id}\n`);
+        if (job) process.stdout.write(`${job.id}\n`);
       } finally {
         await runtime.close();
       }
