@@ -5,6 +5,7 @@
 // Every response is validated against Baseten's OpenAPI document.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { request as httpRequest } from "node:http";
 import { startTestServer, type TestServer } from "../harness/server.js";
 import { sha256 } from "../helpers/api.js";
 import { assertBasetenShape } from "../helpers/spec.js";
@@ -108,6 +109,7 @@ function assertDisplayable(job: any): void {
 
 let server: TestServer;
 let truss: Truss;
+let trussKey: string;
 let stranger: Truss;
 let projectA: any;
 let projectB: any;
@@ -120,6 +122,7 @@ const files: Record<string, Buffer> = {};
 before(async () => {
   server = await startTestServer({ env: { CKPT_MAX_PAGE_SIZE: String(SERVER_MAX_PAGE_SIZE) } });
   const key = await server.createKey("truss-org", { email: "ada@example.com" });
+  trussKey = key;
   truss = trussRest(server.baseUrl, key);
   stranger = trussRest(server.baseUrl, await server.createKey("other-org"));
   const setup = trussRest(server.baseUrl, key);
@@ -282,6 +285,36 @@ describe("truss against ckpt", () => {
     assertDisplayable(stopped);
     // stop_all_jobs(project_id): nothing active any more → "No active jobs found."
     assert.deepEqual(await truss.searchTrainingJobs({ project_id: projectA.id, statuses: ACTIVE_JOB_STATUSES }), []);
+  });
+
+  test("requests addressed to http://api.localhost:8000 (truss's REST base for remote_url http://localhost:8000) are served", async () => {
+    // truss maps remote_url through API_URL_MAPPING; the README's recipe makes it send
+    // `Host: api.localhost:8000` to ckpt. Nothing in ckpt may depend on the Host it is called by.
+    const { port } = new URL(server.baseUrl);
+    const viaTrussHost = (method: string, path: string, body?: unknown) =>
+      new Promise<{ status: number; body: any }>((resolve, reject) => {
+        const req = httpRequest(
+          { host: "127.0.0.1", port, method, path,
+            headers: { host: "api.localhost:8000", authorization: `Api-Key ${trussKey}`, ...(body ? { "content-type": "application/json" } : {}) } },
+          (res) => {
+            let text = "";
+            res.setEncoding("utf8").on("data", (d) => (text += d)).on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+          },
+        );
+        req.on("error", reject);
+        req.end(body === undefined ? undefined : JSON.stringify(body));
+      });
+    const found = await viaTrussHost("POST", "/v1/training_jobs/search", { statuses: null, project_id: null, job_id: a1.id, order_by: [{ field: "created_at", order: "desc" }] });
+    assert.equal(found.status, 200, JSON.stringify(found.body));
+    assertBasetenShape("SearchTrainingJobsResponseV1", found.body);
+    const [job] = found.body.training_jobs;
+    assert.equal(job.id, a1.id);
+    const page = await viaTrussHost("GET", `/v1/training_projects/${job.training_project.id}/jobs/${job.id}/checkpoint_files?page_size=1000`);
+    assert.equal(page.status, 200);
+    assertBasetenShape("GetTrainingJobCheckpointFilesResponseV1", page.body);
+    // presigned URLs name --public-url, never the Host a request came in by
+    assert.ok(page.body.presigned_urls.length > 0);
+    for (const f of page.body.presigned_urls) assert.ok(!f.url.includes("api.localhost"), f.url);
   });
 
   test("a search sees only the caller's organisation", async () => {
