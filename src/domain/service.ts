@@ -178,16 +178,7 @@ export class CkptService {
    * into "no jobs"). An empty `statuses` list filters nothing, like an absent one.
    */
   async searchJobs(caller: Caller, request: JobSearchRequest): Promise<{ project: ProjectRecord; job: JobRecord }[]> {
-    const search = parseJobSearch(request);
-    const jobs = await this.metadata.searchJobs(caller.orgId, search);
-    const projects = new Map<string, ProjectRecord | null>();
-    for (const job of jobs)
-      if (!projects.has(job.projectId)) projects.set(job.projectId, await this.metadata.getProject(caller.orgId, job.projectId));
-    // A project deleted between the two reads takes its jobs with it.
-    return jobs.flatMap((job) => {
-      const project = projects.get(job.projectId);
-      return project ? [{ project, job }] : [];
-    });
+    return this.metadata.searchJobs(caller.orgId, parseJobSearch(request));
   }
 
   async listJobs(caller: Caller, projectId: string): Promise<{ project: ProjectRecord; jobs: JobRecord[] }> {

@@ -290,7 +290,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       const deleted = await store.createJob({ id: newId(), orgId, projectId: project.id, name: "d", spec: {}, priority: 0 });
       await store.markJobDeleted(orgId, project.id, deleted.id);
 
-      const ids = async (s: JobSearch, org = orgId) => (await store.searchJobs(org, s)).map((j) => j.id);
+      const ids = async (s: JobSearch, org = orgId) => (await store.searchJobs(org, s)).map(({ job }) => job.id);
       assert.deepEqual(await ids(search()), [inSibling.id, running.id, first.id], "every live job of the org, newest first");
       assert.deepEqual(await ids(search({ projectId: project.id })), [running.id, first.id]);
       assert.deepEqual(await ids(search({ jobId: inSibling.id })), [inSibling.id]);
@@ -302,7 +302,9 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.deepEqual(await ids(search({ jobId: deleted.id })), [], "a deleted job");
       assert.deepEqual(await ids(search(), other.orgId), [other.job.id]);
       const found = (await store.searchJobs(orgId, search({ jobId: running.id })))[0];
-      assert.deepEqual(found, await store.getJob(orgId, project.id, running.id), "the same record getJob answers");
+      assert.deepEqual(found?.job, await store.getJob(orgId, project.id, running.id), "the same job record getJob answers");
+      assert.deepEqual(found?.project, await store.getProject(orgId, project.id), "and its project, as getProject answers it");
+      assert.deepEqual((await store.searchJobs(orgId, search({ jobId: inSibling.id })))[0]?.project, await store.getProject(orgId, sibling.id));
     }));
 
     test("searchJobs orders by created_at both ways, ties in creation order, and stops at the limit", withStore(async (store) => {
@@ -311,7 +313,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       const ids: string[] = [];
       // back to back, often within one millisecond: ties must still come in creation order
       for (let i = 0; i < 6; i++) ids.push((await store.createJob({ id: newId(), orgId: org.id, projectId: project.id, name: null, spec: {}, priority: 0 })).id);
-      const order = async (s: JobSearch) => (await store.searchJobs(org.id, s)).map((j) => j.id);
+      const order = async (s: JobSearch) => (await store.searchJobs(org.id, s)).map(({ job }) => job.id);
       assert.deepEqual(await order(search({ orderBy: { field: "created_at", order: "asc" } })), ids);
       assert.deepEqual(await order(search()), [...ids].reverse());
       assert.deepEqual(await order(search({ limit: 2 })), [ids[5], ids[4]]);
@@ -342,7 +344,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
         // "Index Scan" / "Bitmap Index Scan" on a jobs index (a full scan reads "Seq Scan on jobs").
         assert.match(plan, /USING (COVERING )?INDEX \w+|USING PRIMARY KEY|Index (Only )?Scan( Backward)? using \w+ on jobs|Bitmap Index Scan on \w+/, `${what}: ${plan}`);
         assert.doesNotMatch(plan, /^\s*SCAN jobs\s*$|SCAN jobs$|Seq Scan on jobs/m, `${what}: ${plan}`);
-        assert.deepEqual((await store.searchJobs(orgId, s)).map((j) => j.id), [job.id], what);
+        assert.deepEqual((await store.searchJobs(orgId, s)).map((found) => found.job.id), [job.id], what);
       }
     }));
 

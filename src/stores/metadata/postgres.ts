@@ -54,6 +54,10 @@ const PROJECT = `id, org_id AS "orgId", name, created_at AS "createdAt", updated
 const JOB = `id, project_id AS "projectId", org_id AS "orgId", name, status, error_message AS "errorMessage",
              sync_status AS "checkpointSyncStatus", priority, spec, created_at AS "createdAt",
              updated_at AS "updatedAt", file_count AS "fileCount", created_by_email AS "createdByEmail"`;
+/** JOB, of the jobs table aliased `j` (in joins). */
+const JOB_OF_J = `j.id, j.project_id AS "projectId", j.org_id AS "orgId", j.name, j.status, j.error_message AS "errorMessage",
+             j.sync_status AS "checkpointSyncStatus", j.priority, j.spec, j.created_at AS "createdAt",
+             j.updated_at AS "updatedAt", j.file_count AS "fileCount", j.created_by_email AS "createdByEmail"`;
 const FILE = `job_id AS "jobId", seq, node_rank AS "nodeRank", relative_name AS "relativeName",
               size_bytes AS "sizeBytes", sha256, last_modified AS "lastModified", created_at AS "createdAt"`;
 const UPLOAD = `upload_id AS "uploadId", org_id AS "orgId", project_id AS "projectId", job_id AS "jobId",
@@ -264,22 +268,28 @@ export class PostgresMetadataStore implements MetadataStore {
 
   private searchQuery(orgId: string, search: JobSearch): { text: string; values: unknown[] } {
     const values: unknown[] = [orgId];
-    const where = ["org_id = $1", LIVE];
+    const where = ["j.org_id = $1", "j.deleted_at IS NULL"];
     const bind = (v: unknown) => `$${values.push(v)}`;
-    if (search.jobId !== null) where.push(`id = ${bind(search.jobId)}`);
-    if (search.projectId !== null) where.push(`project_id = ${bind(search.projectId)}`);
-    if (search.statuses && search.statuses.length > 0) where.push(`status = ANY(${bind(search.statuses)}::text[])`);
+    if (search.jobId !== null) where.push(`j.id = ${bind(search.jobId)}`);
+    if (search.projectId !== null) where.push(`j.project_id = ${bind(search.projectId)}`);
+    if (search.statuses && search.statuses.length > 0) where.push(`j.status = ANY(${bind(search.statuses)}::text[])`);
     const dir = search.orderBy.order === "asc" ? "ASC" : "DESC";
     const limit = bind(search.limit);
     return {
-      text: `SELECT ${JOB} FROM jobs WHERE ${where.join(" AND ")} ORDER BY created_at ${dir}, created_seq ${dir} LIMIT ${limit}`,
+      text: `SELECT ${JOB_OF_J}, p.name AS "projectName", p.created_at AS "projectCreatedAt", p.updated_at AS "projectUpdatedAt"
+             FROM jobs j JOIN projects p ON p.id = j.project_id AND p.deleted_at IS NULL
+             WHERE ${where.join(" AND ")} ORDER BY j.created_at ${dir}, j.created_seq ${dir} LIMIT ${limit}`,
       values,
     };
   }
 
-  async searchJobs(orgId: string, search: JobSearch): Promise<JobRecord[]> {
+  async searchJobs(orgId: string, search: JobSearch): Promise<{ job: JobRecord; project: ProjectRecord }[]> {
     const { text, values } = this.searchQuery(orgId, search);
-    return this.rows<JobRecord>(text, values);
+    const rows = await this.rows<JobRecord & { projectName: string; projectCreatedAt: string; projectUpdatedAt: string }>(text, values);
+    return rows.map(({ projectName, projectCreatedAt, projectUpdatedAt, ...job }) => ({
+      job,
+      project: { id: job.projectId, orgId: job.orgId, name: projectName, createdAt: projectCreatedAt, updatedAt: projectUpdatedAt },
+    }));
   }
 
   async explainSearchJobs(orgId: string, search: JobSearch): Promise<string> {

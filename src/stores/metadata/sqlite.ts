@@ -329,20 +329,29 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** One statement per shape of search (which filters, how many statuses); values are bound. */
   private searchQuery(orgId: string, search: JobSearch): { sql: string; values: unknown[] } {
-    const where = ["org_id = ?", "deleted_at IS NULL"];
+    const where = ["j.org_id = ?", "j.deleted_at IS NULL"];
     const values: unknown[] = [orgId];
-    if (search.jobId !== null) where.push("id = ?"), values.push(search.jobId);
-    if (search.projectId !== null) where.push("project_id = ?"), values.push(search.projectId);
+    if (search.jobId !== null) where.push("j.id = ?"), values.push(search.jobId);
+    if (search.projectId !== null) where.push("j.project_id = ?"), values.push(search.projectId);
     if (search.statuses && search.statuses.length > 0)
-      where.push(`status IN (${search.statuses.map(() => "?").join(", ")})`), values.push(...search.statuses);
+      where.push(`j.status IN (${search.statuses.map(() => "?").join(", ")})`), values.push(...search.statuses);
     const dir = search.orderBy.order === "asc" ? "ASC" : "DESC";
     values.push(search.limit);
-    return { sql: `SELECT * FROM jobs WHERE ${where.join(" AND ")} ORDER BY created_at ${dir}, rowid ${dir} LIMIT ?`, values };
+    return {
+      sql: `SELECT j.*, p.name AS project_name, p.created_at AS project_created_at, p.updated_at AS project_updated_at
+            FROM jobs j JOIN projects p ON p.id = j.project_id AND p.deleted_at IS NULL
+            WHERE ${where.join(" AND ")} ORDER BY j.created_at ${dir}, j.rowid ${dir} LIMIT ?`,
+      values,
+    };
   }
 
-  async searchJobs(orgId: string, search: JobSearch): Promise<JobRecord[]> {
+  async searchJobs(orgId: string, search: JobSearch): Promise<{ job: JobRecord; project: ProjectRecord }[]> {
     const { sql, values } = this.searchQuery(orgId, search);
-    return (this.db.prepare(sql).all(...values) as JobRow[]).map(jobFromRow);
+    const rows = this.db.prepare(sql).all(...values) as (JobRow & { project_name: string; project_created_at: string; project_updated_at: string })[];
+    return rows.map((r) => ({
+      job: jobFromRow(r),
+      project: projectFromRow({ id: r.project_id, org_id: r.org_id, name: r.project_name, created_at: r.project_created_at, updated_at: r.project_updated_at }),
+    }));
   }
 
   async explainSearchJobs(orgId: string, search: JobSearch): Promise<string> {

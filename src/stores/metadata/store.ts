@@ -52,11 +52,11 @@ export interface MetadataStore {
   latestJobs(orgId: string, projectIds: string[]): Promise<Map<string, JobRecord>>;
   getJob(orgId: string, projectId: string, jobId: string): Promise<JobRecord | null>;
   /**
-   * The organisation's live jobs matching every filter, in the given order (ties in creation
-   * order), at most `limit`. An index answers each filter, so the cost follows the matching jobs,
-   * not how many jobs the database holds.
+   * The organisation's live jobs matching every filter, each with its project (one query), in
+   * the given order (ties in creation order), at most `limit`. An index answers each filter, so
+   * the cost follows the matching jobs, not how many jobs the database holds.
    */
-  searchJobs(orgId: string, search: JobSearch): Promise<JobRecord[]>;
+  searchJobs(orgId: string, search: JobSearch): Promise<{ job: JobRecord; project: ProjectRecord }[]>;
   /** The database's query plan for searchJobs (EXPLAIN), so tests and operators can see the index it uses. */
   explainSearchJobs(orgId: string, search: JobSearch): Promise<string>;
   updateJob(
