@@ -117,6 +117,21 @@ export const DEFAULT_MAX_PAGE_SIZE = 1000;
 
 export class ConfigError extends Error {}
 
+/**
+ * The environment as ckpt reads it: a CKPT_* variable (or BASETEN_API_KEY) set to the empty
+ * string counts as unset, so `CKPT_API_KEY= ckpt ls` falls back to BASETEN_API_KEY and
+ * `CKPT_PORT=` means the default port, never "port ''". Every reader of ckpt's variables goes
+ * through this one function.
+ */
+export function ckptEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === "" && (name.startsWith("CKPT_") || name === "BASETEN_API_KEY")) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
 function integer(name: string, raw: string | number | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined || raw === "") return fallback;
   const value = typeof raw === "number" ? raw : /^[0-9]+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
@@ -125,7 +140,8 @@ function integer(name: string, raw: string | number | undefined, fallback: numbe
   return value;
 }
 
-export function loadServerConfig(flags: ServerFlags = {}, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function loadServerConfig(flags: ServerFlags = {}, rawEnv: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const env = ckptEnv(rawEnv);
   const host = flags.host ?? env.CKPT_HOST ?? "127.0.0.1";
   const port = integer("port", flags.port ?? env.CKPT_PORT, 8787, 0, 65535);
   const tls = tlsConfig(flags.tlsCert ?? env.CKPT_TLS_CERT, flags.tlsKey ?? env.CKPT_TLS_KEY);

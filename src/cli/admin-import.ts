@@ -1,6 +1,8 @@
 import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
 import { relativeNameProblem } from "../domain/names.js";
+import type { Caller, CkptService } from "../domain/service.js";
+import type { ProjectRecord } from "../domain/types.js";
 import { openRuntime } from "../server/runtime.js";
 import { S3BlobStore } from "../stores/blobs/s3.js";
 import { CliError } from "./common.js";
@@ -20,11 +22,32 @@ export function placeImportedObject(relativeKey: string): { nodeRank: number; re
   return { nodeRank: 0, relativeName: relativeKey };
 }
 
+/**
+ * The project to import into, and the organisation to act as. A project id names its
+ * organisation, so `--org` is needed only for a project name (which is created when new). With
+ * `--org`, an id of one of that organisation's projects is taken as the id, anything else as a name.
+ */
+export async function resolveImportProject(
+  service: CkptService,
+  opts: { org?: string; project: string },
+): Promise<{ caller: Caller; project: ProjectRecord }> {
+  if (opts.org === undefined) {
+    const project = await service.metadata.getProjectById(opts.project);
+    if (!project) throw new CliError(`no training project with id '${opts.project}': to import into a project by name, give --org`);
+    // An admin acts as the organisation, through the same service rules as its API keys.
+    return { caller: { orgId: project.orgId, keyId: "admin" }, project };
+  }
+  const org = await service.metadata.ensureOrganisation(opts.org);
+  const caller = { orgId: org.id, keyId: "admin" };
+  const byId = await service.metadata.getProject(org.id, opts.project);
+  return { caller, project: byId ?? (await service.upsertProject(caller, opts.project)).project };
+}
+
 export function registerAdminImport(admin: Command): void {
   admin
     .command("import <source>")
     .description("register objects that already exist in a bucket (s3://bucket/prefix) as checkpoint files of a job")
-    .requiredOption("--org <name>", "organisation that owns the project")
+    .option("--org <name>", "organisation that owns the project (needed only when --project is a name)")
     .requiredOption("--project <nameOrId>", "training project (name or id; created if a name is new)")
     .option("--job <id>", "training job id (default: a new job named after the source)")
     .option("--dry-run", "list what would be imported, change nothing")
@@ -36,14 +59,14 @@ export function registerAdminImport(admin: Command): void {
       try {
         const { service } = runtime;
         const store = service.blobs as S3BlobStore;
-        const org = await service.metadata.ensureOrganisation(opts.org);
-        // An admin acts as the organisation, through the same service rules as its API keys.
-        const caller = { orgId: org.id, keyId: "admin" };
-        const projects = await service.listProjects(caller);
-        const project = projects.find((p) => p.project.id === opts.project)?.project ?? (await service.upsertProject(caller, opts.project)).project;
+        const { caller, project } = await resolveImportProject(service, { org: opts.org, project: opts.project });
+        // A dry run changes nothing, so it names the job it would create instead of creating it.
         const job = opts.job
           ? (await service.getJob(caller, project.id, opts.job)).job
-          : (await service.createJob(caller, project.id, { name: `import ${source}` })).job;
+          : opts.dryRun
+            ? null
+            : (await service.createJob(caller, project.id, { name: `import ${source}` })).job;
+        const jobLabel = job ? job.id : "(a new job)";
 
         let imported = 0;
         let bytes = 0;
@@ -51,13 +74,13 @@ export function registerAdminImport(admin: Command): void {
         for await (const object of store.listBucket(bucket, prefix)) {
           const relativeKey = object.key.slice(prefix.length);
           if (relativeKey === "" || relativeKey.endsWith("/") || relativeKey.startsWith(".ckpt-staging/")) continue;
-          const target = { projectId: project.id, jobId: job.id, ...placeImportedObject(relativeKey) };
+          const target = { projectId: project.id, jobId: job?.id ?? "", ...placeImportedObject(relativeKey) };
           const problem = relativeNameProblem(target.relativeName);
           if (problem) {
             skipped.push(`${object.key}: ${problem}`);
             continue;
           }
-          if (opts.dryRun) {
+          if (opts.dryRun || !job) {
             process.stdout.write(`rank ${target.nodeRank}  ${target.relativeName}  (${object.sizeBytes} B)\n`);
             continue;
           }
@@ -69,9 +92,9 @@ export function registerAdminImport(admin: Command): void {
             skipped.push(`${object.key}: ${(err as Error).message}`);
           }
         }
-        process.stderr.write(`${opts.dryRun ? "would import into" : `imported ${imported} files (${bytes} bytes) into`} project ${project.id}, job ${job.id}\n`);
+        process.stderr.write(`${opts.dryRun ? "would import into" : `imported ${imported} files (${bytes} bytes) into`} project ${project.id}, job ${jobLabel}\n`);
         if (skipped.length) process.stderr.write(`skipped ${skipped.length}:\n  ${skipped.join("\n  ")}\n`);
-        process.stdout.write(`${job.id}\n`);
+        if (job) process.stdout.write(`${job.id}\n`);
       } finally {
         await runtime.close();
       }

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
-import { issueKey } from "../domain/keys.js";
+import { issueKey, ownerEmailProblem } from "../domain/keys.js";
 import { rotateKeyring } from "../stores/blobs/url-signing.js";
 import { openMetadataStore, openRuntime } from "../server/runtime.js";
 import type { CkptService } from "../domain/service.js";
@@ -23,13 +23,17 @@ export function registerAdmin(program: Command): void {
     .command("create-key")
     .description("create an API key for an organisation (created if needed); prints the key as the only line")
     .requiredOption("--org <name>", "organisation name")
+    .option("--email <address>", "the key owner's email: jobs created with the key show it as their user")
     .option("--data-dir <dir>", "data directory (env CKPT_DATA_DIR; default ./ckpt-data)")
     .action(async (opts) => {
+      const ownerEmail: string | null = opts.email ?? null;
+      const problem = ownerEmail === null ? null : ownerEmailProblem(ownerEmail);
+      if (problem) throw new CliError(`--email: ${problem}`);
       const { store } = await openStore(opts);
       try {
         const org = await store.ensureOrganisation(opts.org);
         const key = issueKey();
-        await store.insertApiKey({ keyId: key.keyId, orgId: org.id, secretHash: key.secretHash });
+        await store.insertApiKey({ keyId: key.keyId, orgId: org.id, secretHash: key.secretHash, ownerEmail });
         process.stdout.write(`${key.plaintext}\n`);
         process.stderr.write(`created key ${key.keyId} for organisation '${org.name}': store it now, it is not shown again\n`);
       } finally {
@@ -62,11 +66,20 @@ export function registerAdmin(program: Command): void {
       const { store } = await openStore(opts);
       try {
         const keys = await store.listApiKeys();
-        const rows = keys.map((k) => ({ key_id: k.keyId, organisation: k.orgName, created_at: k.createdAt, revoked_at: k.revokedAt }));
+        const rows = keys.map((k) => ({
+          key_id: k.keyId,
+          organisation: k.orgName,
+          email: k.ownerEmail,
+          created_at: k.createdAt,
+          revoked_at: k.revokedAt,
+        }));
         if (opts.output === "json") process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
         else
           process.stdout.write(
-            table([["KEY ID", "ORGANISATION", "CREATED", "STATUS"], ...rows.map((r) => [r.key_id, r.organisation, r.created_at, r.revoked_at ? `revoked ${r.revoked_at}` : "active"])]),
+            table([
+              ["KEY ID", "ORGANISATION", "EMAIL", "CREATED", "STATUS"],
+              ...rows.map((r) => [r.key_id, r.organisation, r.email ?? "-", r.created_at, r.revoked_at ? `revoked ${r.revoked_at}` : "active"]),
+            ]),
           );
       } finally {
         await store.close();

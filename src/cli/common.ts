@@ -1,4 +1,5 @@
 import { Command, Option } from "commander";
+import { ckptEnv } from "../config.js";
 import { CkptClient } from "../client/api.js";
 import { CkptApiError } from "../client/errors.js";
 import type { TrainingJob, TrainingProject } from "../client/types.js";
@@ -22,7 +23,8 @@ export function withRemoteOptions(cmd: Command): Command {
     .addOption(new Option("--api-key <key>", "API key (env CKPT_API_KEY, falling back to BASETEN_API_KEY)"));
 }
 
-export function clientFrom(opts: RemoteOptions, env: NodeJS.ProcessEnv = process.env): CkptClient {
+export function clientFrom(opts: RemoteOptions, rawEnv: NodeJS.ProcessEnv = process.env): CkptClient {
+  const env = ckptEnv(rawEnv);
   const apiUrl = opts.apiUrl ?? env.CKPT_API_URL ?? "http://127.0.0.1:8787";
   const apiKey = opts.apiKey ?? env.CKPT_API_KEY ?? env.BASETEN_API_KEY;
   if (!apiKey) throw new CliError("no API key: pass --api-key or set CKPT_API_KEY (or BASETEN_API_KEY)");

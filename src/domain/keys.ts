@@ -45,3 +45,14 @@ export function keyFromAuthorization(header: string | undefined): string | null 
   const m = /^(Api-Key|Bearer)[ \t]+(\S+)[ \t]*$/i.exec(header);
   return m ? m[2]! : null;
 }
+
+/**
+ * A key's owner email is shown to clients as the creator of jobs (Baseten's UserV1), so it must
+ * at least look like an address: one "@" with something on both sides, no spaces or control
+ * characters, at most 254 characters (RFC 5321's limit). Null when it is acceptable.
+ */
+export function ownerEmailProblem(email: string): string | null {
+  if (email.length > 254) return "an email address has at most 254 characters";
+  if (!/^[^\s@\x00-\x1f\x7f]+@[^\s@\x00-\x1f\x7f]+$/.test(email)) return `'${email}' does not look like an email address (name@domain)`;
+  return null;
+}

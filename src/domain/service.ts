@@ -4,8 +4,11 @@ import { newId } from "./ids.js";
 import { keyFromAuthorization, parseKey, secretMatches } from "./keys.js";
 import { assertRelativeName, blobKeyOf, jobBlobPrefix, parseBlobKey } from "./names.js";
 import {
+  JOB_SEARCH_ORDER_FIELDS,
+  JOB_STATUSES,
   TERMINAL_STATUSES,
   type CheckpointSummary,
+  type JobSearch,
   type FileRecord,
   type JobRecord,
   type JobStatus,
@@ -40,7 +43,24 @@ export interface ServiceLimits {
 export interface Caller {
   orgId: string;
   keyId: string;
+  /** The key's owner email, recorded on the jobs it creates; absent for admin commands. */
+  email?: string | null;
 }
+
+/** POST /v1/training_jobs/search as it arrives (Baseten's SearchTrainingJobsRequestV1), unchecked values. */
+export interface JobSearchRequest {
+  projectId?: string | null;
+  jobId?: string | null;
+  statuses?: string[] | null;
+  orderBy?: { field: string; order: string }[];
+}
+
+/**
+ * A search answers at most this many jobs (Baseten's request has no paging). truss reads the
+ * first job of a search, or the few active ones, so the cap costs it nothing and keeps an
+ * unfiltered search over a large organisation an index range of bounded size.
+ */
+export const MAX_SEARCH_RESULTS = 1000;
 
 export interface PresignedFile {
   file: FileRecord;
@@ -95,7 +115,7 @@ export class CkptService {
     const record = await this.metadata.findApiKey(parsed.keyId);
     const ok = secretMatches(parsed.secret, record?.secretHash ?? null);
     if (!ok || !record || record.revokedAt) throw unauthorized("invalid API key");
-    return { orgId: record.orgId, keyId: record.keyId };
+    return { orgId: record.orgId, keyId: record.keyId, email: record.ownerEmail };
   }
 
   // --- Projects -------------------------------------------------------------------------------
@@ -140,8 +160,25 @@ export class CkptService {
     const project = await this.requireProject(caller, projectId);
     const name = typeof spec.name === "string" ? spec.name : null;
     const priority = typeof spec.priority === "number" ? spec.priority : 0;
-    const job = await this.metadata.createJob({ id: newId(), orgId: caller.orgId, projectId, name, spec, priority });
+    const job = await this.metadata.createJob({
+      id: newId(),
+      orgId: caller.orgId,
+      projectId,
+      name,
+      spec,
+      priority,
+      createdByEmail: caller.email ?? null,
+    });
     return { project, job };
+  }
+
+  /**
+   * The caller's organisation's jobs, filtered as Baseten's search filters them. An unknown
+   * status, order field or direction is a 400 naming the allowed values (a typo must not turn
+   * into "no jobs"). An empty `statuses` list filters nothing, like an absent one.
+   */
+  async searchJobs(caller: Caller, request: JobSearchRequest): Promise<{ project: ProjectRecord; job: JobRecord }[]> {
+    return this.metadata.searchJobs(caller.orgId, parseJobSearch(request));
   }
 
   async listJobs(caller: Caller, projectId: string): Promise<{ project: ProjectRecord; jobs: JobRecord[] }> {
@@ -420,4 +457,27 @@ async function translateBlobErrors<T>(work: () => Promise<T>): Promise<T> {
     if (err instanceof BlobNoSpaceError) throw insufficientStorage(err.message);
     throw err;
   }
+}
+
+const isJobStatus = (s: string): s is JobStatus => (JOB_STATUSES as readonly string[]).includes(s);
+
+/** Checks a search request's values; the first order_by entry decides (created_at is the only field). */
+function parseJobSearch(request: JobSearchRequest): JobSearch {
+  const statuses = request.statuses ?? null;
+  for (const status of statuses ?? [])
+    if (!isJobStatus(status)) throw badRequest(`unknown status ${JSON.stringify(status)}: statuses are ${JOB_STATUSES.join(", ")}`);
+  const orderBy = request.orderBy ?? [{ field: "created_at", order: "desc" }];
+  for (const { field, order } of orderBy) {
+    if (!(JOB_SEARCH_ORDER_FIELDS as readonly string[]).includes(field))
+      throw badRequest(`cannot order by ${JSON.stringify(field)}: order_by.field is one of ${JOB_SEARCH_ORDER_FIELDS.join(", ")}`);
+    if (order !== "asc" && order !== "desc") throw badRequest(`order_by.order must be "asc" or "desc" (got ${JSON.stringify(order)})`);
+  }
+  const first = orderBy[0];
+  return {
+    projectId: request.projectId ?? null,
+    jobId: request.jobId ?? null,
+    statuses: statuses && statuses.length > 0 ? (statuses as JobStatus[]) : null,
+    orderBy: first ? { field: "created_at", order: first.order as "asc" | "desc" } : { field: "created_at", order: "desc" },
+    limit: MAX_SEARCH_RESULTS,
+  };
 }

@@ -31,6 +31,8 @@ export interface ApiKeyRecord {
   secretHash: Buffer;
   createdAt: string;
   revokedAt: string | null;
+  /** The email of the person the key was issued to (`create-key --email`); null when not given. */
+  ownerEmail: string | null;
 }
 
 export interface ProjectRecord {
@@ -56,6 +58,23 @@ export interface JobRecord {
   updatedAt: string;
   /** Number of files; also the next file's position, since positions are dense (see commitFile). */
   fileCount: number;
+  /** The owner email of the API key that created the job (Baseten's `user`); null when unknown. */
+  createdByEmail: string | null;
+}
+
+/** Fields POST /v1/training_jobs/search can order by: Baseten's schema says "currently supports created_at". */
+export const JOB_SEARCH_ORDER_FIELDS = ["created_at"] as const;
+export type JobSearchOrderField = (typeof JOB_SEARCH_ORDER_FIELDS)[number];
+
+/** A search of one organisation's live jobs; null filters match everything. */
+export interface JobSearch {
+  projectId: string | null;
+  jobId: string | null;
+  /** Any of these; null (or empty) is every status. */
+  statuses: JobStatus[] | null;
+  orderBy: { field: JobSearchOrderField; order: "asc" | "desc" };
+  /** At most this many jobs, the first ones in that order. */
+  limit: number;
 }
 
 export interface FileRecord {

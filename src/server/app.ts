@@ -19,6 +19,7 @@ import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { projectRoutes } from "./routes/projects.js";
+import { trainingJobsSearchRoute } from "./routes/training-jobs-search.js";
 import { uploadRoutes } from "./routes/uploads.js";
 import { SharedSchemas } from "./schemas.js";
 
@@ -124,6 +125,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     refuseImpossibleIds(api);
     await api.register(projectRoutes, { service: options.service });
     await api.register(jobRoutes, { service: options.service });
+    await api.register(trainingJobsSearchRoute, { service: options.service });
     await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });
     await api.register(uploadCheckpointFileRoute, { service: options.service });
     await api.register(uploadRoutes, { service: options.service });

@@ -50,7 +50,9 @@ export function presentJob(job: JobRecord, project: ProjectRecord) {
     checkpoint_sync_status: job.checkpointSyncStatus,
     priority: job.priority,
     availability_model: job.spec.availability_model === "spot" ? ("spot" as const) : ("dedicated" as const),
-    user: null,
+    // Always an object: truss reads job["user"]["email"]-style (`.get("user", {}).get("email")`),
+    // which fails on null; UserV1's email is nullable, so an unknown creator is {"email": null}.
+    user: { email: job.createdByEmail },
   };
 }
 

@@ -42,6 +42,26 @@ describe("presigned download URLs (embedded store)", () => {
     if (local()) assert.equal(r.headers.get("x-content-type-options"), "nosniff");
   });
 
+  test("PUT, POST, PATCH or DELETE to a download URL is refused and leaves the file as it was", async () => {
+    const { url } = await uploaded();
+    for (const method of ["PUT", "POST", "PATCH", "DELETE"]) {
+      const r = await fetch(url, { method, body: method === "DELETE" ? undefined : randomBytes(1000) });
+      if (local()) {
+        // the wrong method for this URL, not a missing route
+        assert.equal(r.status, 405, method);
+        assert.equal(r.headers.get("allow"), "GET, HEAD");
+        assert.equal(((await r.json()) as { code: string }).code, "METHOD_NOT_ALLOWED");
+      } else {
+        // S3 checks the signature, which covers the method (RGW answers PATCH 405 first): refused either way
+        assert.ok(r.status === 403 || r.status === 405, `${method}: ${r.status}`);
+        await r.arrayBuffer();
+      }
+    }
+    const after = await fetch(url);
+    assert.equal(after.status, 200);
+    assert.equal(sha256(Buffer.from(await after.arrayBuffer())), sha256(bytes));
+  });
+
   test("HEAD answers the headers without a body", async (t) => {
     // On S3 a URL presigned for GET is refused for HEAD (as on AWS), so clients must not rely on it.
     if (!local()) return t.skip("S3 refuses HEAD with a GET-presigned URL");

@@ -43,7 +43,7 @@ export interface TestServer {
   /** The URL path (no query) of one file's presigned URL, to recognise its requests. */
   blobPath(projectId: string, jobId: string, rank: number, name: string): string;
   /** Creates an API key for an organisation (created if needed) and returns the plaintext key. */
-  createKey(org: string): Promise<string>;
+  createKey(org: string, options?: { email?: string }): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -84,10 +84,15 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     blobPathPrefix,
     blobPath: (projectId, jobId, rank, name) =>
       `${blobPathPrefix}${s3?.prefix ?? ""}training_projects/${projectId}/jobs/${jobId}/rank-${rank}/${name.split("/").map(encodeURIComponent).join("/")}`,
-    async createKey(org: string) {
+    async createKey(org: string, keyOptions: { email?: string } = {}) {
       const organisation = await runtime.service.metadata.ensureOrganisation(org);
       const key = issueKey();
-      await runtime.service.metadata.insertApiKey({ keyId: key.keyId, orgId: organisation.id, secretHash: key.secretHash });
+      await runtime.service.metadata.insertApiKey({
+        keyId: key.keyId,
+        orgId: organisation.id,
+        secretHash: key.secretHash,
+        ownerEmail: keyOptions.email ?? null,
+      });
       return key.plaintext;
     },
     async stop() {

@@ -240,6 +240,20 @@ describe("ckpt serve --accel-redirect behind nginx", { skip: !nginxOrSkip() }, (
     assert.match(body.message, /expired/);
   });
 
+  test("a PUT (or POST, DELETE) to a download URL is 405 Allow: GET, HEAD, through nginx and at ckpt; the file is untouched", async () => {
+    const url = new URL(urls.get("model.bin")!);
+    for (const origin of [nginx.baseUrl, ckpt.baseUrl])
+      for (const method of ["PUT", "POST", "DELETE"]) {
+        const r = await fetch(origin + url.pathname + url.search, { method, body: method === "DELETE" ? undefined : Buffer.from("overwrite") });
+        assert.equal(r.status, 405, `${method} via ${origin}`);
+        assert.equal(r.headers.get("allow"), "GET, HEAD");
+        assert.equal(((await r.json()) as { code: string }).code, "METHOD_NOT_ALLOWED");
+      }
+    const after = await fetch(urls.get("model.bin")!);
+    assert.equal(after.status, 200);
+    assert.equal(sha256(Buffer.from(await after.arrayBuffer())), sha256(bytes), "the file is as uploaded");
+  });
+
   test("the internal location cannot be requested from outside", async () => {
     const r = await fetch(`${nginx.baseUrl}${INTERNAL_PREFIX}/${new URL(urls.get("model.bin")!).pathname.slice(LOCAL_BLOB_ROUTE_PREFIX.length)}`);
     assert.equal(r.status, 404);

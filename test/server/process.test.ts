@@ -58,6 +58,30 @@ describe("ckpt admin", () => {
     }
   });
 
+  test("create-key --email gives the key an owner: list-keys shows it, and jobs the key creates carry it as user", async () => {
+    const dir = dataDir();
+    const server = await spawnServer(dir);
+    try {
+      const created = await runCli(["admin", "create-key", "--org", "team-a", "--email", "ada@example.com", "--data-dir", dir]);
+      assert.equal(created.code, 0, created.stderr);
+      const plain = await createKey(dir, "team-a");
+      const listed = JSON.parse((await runCli(["admin", "list-keys", "--data-dir", dir, "-o", "json"])).stdout);
+      assert.deepEqual(listed.map((k: { email: string | null }) => k.email), ["ada@example.com", null]);
+      const table = (await runCli(["admin", "list-keys", "--data-dir", dir])).stdout;
+      assert.match(table, /^KEY ID +ORGANISATION +EMAIL +CREATED +STATUS\n\S+ +team-a +ada@example\.com +\S+ +active\n\S+ +team-a +- +\S+ +active\n$/);
+      const { job } = await projectAndJob(server.baseUrl, created.stdout.trim());
+      assert.deepEqual(job.user, { email: "ada@example.com" });
+      assert.deepEqual((await projectAndJob(server.baseUrl, plain)).job.user, { email: null });
+      const bad = await runCli(["admin", "create-key", "--org", "team-a", "--email", "not an address", "--data-dir", dir]);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /--email/);
+      assert.equal(bad.stdout, "");
+    } finally {
+      server.child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("create-key without --org is an error on stderr with a non-zero exit", async () => {
     const r = await runCli(["admin", "create-key", "--data-dir", dataDir()]);
     assert.notEqual(r.code, 0);

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { placeImportedObject } from "../../src/cli/admin-import.js";
+import { placeImportedObject, resolveImportProject } from "../../src/cli/admin-import.js";
+import { CliError } from "../../src/cli/common.js";
 import { requireOrSkip } from "../harness/required.js";
 import { rgwAvailable, startRgw, type RgwInstance } from "../harness/rgw.js";
 import { runCli, startTestServer } from "../harness/server.js";
@@ -16,6 +17,26 @@ test("objects map to ranks by their rank-N/ folder", () => {
   assert.deepEqual(placeImportedObject("checkpoint-1/a.bin"), { nodeRank: 0, relativeName: "checkpoint-1/a.bin" });
   assert.deepEqual(placeImportedObject("rank-99999/x"), { nodeRank: 0, relativeName: "rank-99999/x" });
   assert.deepEqual(placeImportedObject("rank-01/x"), { nodeRank: 0, relativeName: "rank-01/x" });
+});
+
+test("the project to import into: an id needs no --org (it names its organisation); a name does", async () => {
+  const server = await startTestServer();
+  try {
+    const { service } = server;
+    const acme = await service.metadata.ensureOrganisation("acme");
+    const project = await service.metadata.upsertProject(acme.id, "llama");
+    const byId = await resolveImportProject(service, { project: project.id });
+    assert.equal(byId.project.id, project.id);
+    assert.equal(byId.caller.orgId, acme.id, "acting as the project's organisation");
+    await assert.rejects(resolveImportProject(service, { project: "llama" }), (err: unknown) => err instanceof CliError && /--org/.test(err.message));
+    const withOrg = await resolveImportProject(service, { org: "acme", project: project.id });
+    assert.equal(withOrg.project.id, project.id, "with --org, an id of its project is that project");
+    const named = await resolveImportProject(service, { org: "acme", project: "new-one" });
+    assert.equal(named.project.name, "new-one", "with --org, a new name is created");
+    assert.equal(named.caller.orgId, acme.id);
+  } finally {
+    await server.stop();
+  }
 });
 
 let rgw: RgwInstance | null = null;
@@ -58,11 +79,18 @@ test("ckpt admin import adopts a bucket's existing checkpoints (ranks from rank-
     assert.match(r.stderr, /imported 3 files/);
     assert.match(r.stderr, /skipped 1/);
     const jobId = r.stdout.trim().split("\n").pop()!;
+    const projectId = /project (\w+), job/.exec(r.stderr)?.[1];
+    assert.ok(projectId, r.stderr);
+    const byId = await runCli(["admin", "import", "--project", projectId, "--dry-run", `s3://${legacyBucket}/runs/llama`], { env });
+    assert.equal(byId.code, 0, `a project id needs no --org: ${byId.stderr}`);
+    assert.match(byId.stdout, /rank 1  checkpoint-100\/model.safetensors/);
 
     const server = await startTestServer({ dataDir, env });
     try {
       const client = api(server.baseUrl, await server.createKey("acme"));
       const project = (await client.get("/v1/training_projects")).body.training_projects[0];
+      const jobs = (await client.get(`/v1/training_projects/${project.id}/jobs`)).body.training_jobs;
+      assert.deepEqual(jobs.map((j: { id: string }) => j.id), [jobId], "the dry runs created no job");
       const listed = (await client.get(`/v1/training_projects/${project.id}/jobs/${jobId}/checkpoint_files`)).body.presigned_urls;
       const got = new Map<string, string>();
       for (const f of listed) got.set(`${f.node_rank}/${f.relative_file_name}`, sha256(Buffer.from(await (await fetch(f.url)).arrayBuffer())));

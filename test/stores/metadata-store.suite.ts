@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { newId } from "../../src/domain/ids.js";
-import type { FileRecord, JobRecord, ProjectRecord } from "../../src/domain/types.js";
+import type { FileRecord, JobRecord, JobSearch, ProjectRecord } from "../../src/domain/types.js";
 import type { MetadataStore } from "../../src/stores/metadata/store.js";
 
 export interface OpenedStore {
@@ -67,10 +67,10 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       await store.insertApiKey({ keyId: "key00001", orgId, secretHash: randomBytes(32) });
       const file = await commitNew(store, job.id, "ckpt-1/a.bin");
       assert.deepEqual(keys(await store.ensureOrganisation("acme")), ["createdAt", "id", "name"]);
-      assert.deepEqual(keys(await store.findApiKey("key00001")), ["createdAt", "keyId", "orgId", "orgName", "revokedAt", "secretHash"]);
+      assert.deepEqual(keys(await store.findApiKey("key00001")), ["createdAt", "keyId", "orgId", "orgName", "ownerEmail", "revokedAt", "secretHash"]);
       assert.deepEqual(keys(project), ["createdAt", "id", "name", "orgId", "updatedAt"]);
       assert.deepEqual(keys(await store.getJob(orgId, project.id, job.id)), [
-        "checkpointSyncStatus", "createdAt", "errorMessage", "fileCount", "id", "name",
+        "checkpointSyncStatus", "createdAt", "createdByEmail", "errorMessage", "fileCount", "id", "name",
         "orgId", "priority", "projectId", "spec", "status", "updatedAt",
       ]);
       const fileKeys = ["createdAt", "jobId", "lastModified", "nodeRank", "relativeName", "seq", "sha256", "sizeBytes"];
@@ -213,6 +213,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
           createdAt: "",
           updatedAt: "",
           fileCount: 0,
+          createdByEmail: null,
         },
       );
       assertTimestamps(job, ["createdAt", "updatedAt"]);
@@ -243,6 +244,108 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.equal(latest.get(p1.id)?.id, ids[4]);
       assert.equal(latest.get(p2.id)?.id, other.id);
       assert.equal((await store.latestJobs(org.id, [])).size, 0);
+    }));
+
+    test("api keys keep their owner email; jobs keep the email of who created them", withStore(async (store) => {
+      const { orgId, project } = await seed(store);
+      await store.insertApiKey({ keyId: "keyemail1", orgId, secretHash: randomBytes(32), ownerEmail: "ada@example.com" });
+      await store.insertApiKey({ keyId: "keynomail", orgId, secretHash: randomBytes(32) });
+      assert.equal((await store.findApiKey("keyemail1"))?.ownerEmail, "ada@example.com");
+      assert.equal((await store.findApiKey("keynomail"))?.ownerEmail, null);
+      assert.deepEqual((await store.listApiKeys()).map((k) => k.ownerEmail), ["ada@example.com", null]);
+      const job = await store.createJob({ id: newId(), orgId, projectId: project.id, name: null, spec: {}, priority: 0, createdByEmail: "ada@example.com" });
+      assert.equal(job.createdByEmail, "ada@example.com");
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.createdByEmail, "ada@example.com");
+      assert.equal((await store.updateJob(orgId, project.id, job.id, { priority: 2 }))?.createdByEmail, "ada@example.com");
+    }));
+
+    test("getProjectById finds a live project of any organisation, and nothing else", withStore(async (store) => {
+      const { project } = await seed(store, "acme");
+      const other = await seed(store, "globex");
+      assert.deepEqual(await store.getProjectById(project.id), await store.getProject(project.orgId, project.id));
+      assert.equal((await store.getProjectById(other.project.id))?.orgId, other.orgId);
+      assert.equal(await store.getProjectById("nosuchpj"), null);
+      await store.markProjectDeleted(project.orgId, project.id);
+      assert.equal(await store.getProjectById(project.id), null, "a deleted project");
+    }));
+
+    // --- Job search -----------------------------------------------------------------------------
+
+    const search = (over: Partial<JobSearch> = {}): JobSearch => ({
+      projectId: null,
+      jobId: null,
+      statuses: null,
+      orderBy: { field: "created_at", order: "desc" },
+      limit: 1000,
+      ...over,
+    });
+
+    test("searchJobs filters by project, job and statuses, within the organisation only", withStore(async (store) => {
+      const { orgId, project, job: first } = await seed(store, "acme");
+      const sibling = await store.upsertProject(orgId, "sibling");
+      const running = await store.createJob({ id: newId(), orgId, projectId: project.id, name: "r", spec: {}, priority: 0 });
+      await store.updateJob(orgId, project.id, running.id, { status: "TRAINING_JOB_RUNNING" });
+      const inSibling = await store.createJob({ id: newId(), orgId, projectId: sibling.id, name: "s", spec: {}, priority: 0 });
+      const other = await seed(store, "globex");
+      const deleted = await store.createJob({ id: newId(), orgId, projectId: project.id, name: "d", spec: {}, priority: 0 });
+      await store.markJobDeleted(orgId, project.id, deleted.id);
+
+      const ids = async (s: JobSearch, org = orgId) => (await store.searchJobs(org, s)).map(({ job }) => job.id);
+      assert.deepEqual(await ids(search()), [inSibling.id, running.id, first.id], "every live job of the org, newest first");
+      assert.deepEqual(await ids(search({ projectId: project.id })), [running.id, first.id]);
+      assert.deepEqual(await ids(search({ jobId: inSibling.id })), [inSibling.id]);
+      assert.deepEqual(await ids(search({ jobId: inSibling.id, projectId: project.id })), [], "filters combine with AND");
+      assert.deepEqual(await ids(search({ statuses: ["TRAINING_JOB_RUNNING", "TRAINING_JOB_DEPLOYING"] })), [running.id]);
+      assert.deepEqual(await ids(search({ statuses: [] })), [inSibling.id, running.id, first.id], "an empty list filters nothing");
+      assert.deepEqual(await ids(search({ jobId: other.job.id })), [], "another organisation's job");
+      assert.deepEqual(await ids(search({ projectId: other.project.id })), [], "another organisation's project");
+      assert.deepEqual(await ids(search({ jobId: deleted.id })), [], "a deleted job");
+      assert.deepEqual(await ids(search(), other.orgId), [other.job.id]);
+      const found = (await store.searchJobs(orgId, search({ jobId: running.id })))[0];
+      assert.deepEqual(found?.job, await store.getJob(orgId, project.id, running.id), "the same job record getJob answers");
+      assert.deepEqual(found?.project, await store.getProject(orgId, project.id), "and its project, as getProject answers it");
+      assert.deepEqual((await store.searchJobs(orgId, search({ jobId: inSibling.id })))[0]?.project, await store.getProject(orgId, sibling.id));
+    }));
+
+    test("searchJobs orders by created_at both ways, ties in creation order, and stops at the limit", withStore(async (store) => {
+      const org = await store.ensureOrganisation("acme");
+      const project = await store.upsertProject(org.id, "p");
+      const ids: string[] = [];
+      // back to back, often within one millisecond: ties must still come in creation order
+      for (let i = 0; i < 6; i++) ids.push((await store.createJob({ id: newId(), orgId: org.id, projectId: project.id, name: null, spec: {}, priority: 0 })).id);
+      const order = async (s: JobSearch) => (await store.searchJobs(org.id, s)).map(({ job }) => job.id);
+      assert.deepEqual(await order(search({ orderBy: { field: "created_at", order: "asc" } })), ids);
+      assert.deepEqual(await order(search()), [...ids].reverse());
+      assert.deepEqual(await order(search({ limit: 2 })), [ids[5], ids[4]]);
+      assert.deepEqual(await order(search({ limit: 2, orderBy: { field: "created_at", order: "asc" } })), [ids[0], ids[1]]);
+    }));
+
+    test("every search is answered from an index, never a scan of all jobs (query plan)", withStore(async (store) => {
+      // Many jobs of another organisation, few of ours: the plan must reach ours without
+      // reading theirs, whatever the filters.
+      const busy = await store.ensureOrganisation("busy");
+      const busyProject = await store.upsertProject(busy.id, "bulk");
+      const created: Promise<JobRecord>[] = [];
+      for (let i = 0; i < 1500; i++)
+        created.push(store.createJob({ id: newId(), orgId: busy.id, projectId: busyProject.id, name: null, spec: {}, priority: 0 }));
+      for (let i = 0; i < created.length; i += 100) await Promise.all(created.slice(i, i + 100));
+      const { orgId, project, job } = await seed(store, "acme");
+      const searches: [string, JobSearch][] = [
+        ["no filter", search()],
+        ["no filter, ascending", search({ orderBy: { field: "created_at", order: "asc" } })],
+        ["job id", search({ jobId: job.id })],
+        ["project id", search({ projectId: project.id })],
+        ["statuses", search({ statuses: ["TRAINING_JOB_RUNNING", "TRAINING_JOB_CREATED", "TRAINING_JOB_DEPLOYING"] })],
+        ["all filters", search({ projectId: project.id, jobId: job.id, statuses: ["TRAINING_JOB_CREATED"] })],
+      ];
+      for (const [what, s] of searches) {
+        const plan = await store.explainSearchJobs(orgId, s);
+        // SQLite: "SEARCH jobs USING INDEX ..." (a full scan reads "SCAN jobs"); PostgreSQL:
+        // "Index Scan" / "Bitmap Index Scan" on a jobs index (a full scan reads "Seq Scan on jobs").
+        assert.match(plan, /USING (COVERING )?INDEX \w+|USING PRIMARY KEY|Index (Only )?Scan( Backward)? using \w+ on jobs|Bitmap Index Scan on \w+/, `${what}: ${plan}`);
+        assert.doesNotMatch(plan, /^\s*SCAN jobs\s*$|SCAN jobs$|Seq Scan on jobs/m, `${what}: ${plan}`);
+        assert.deepEqual((await store.searchJobs(orgId, s)).map((found) => found.job.id), [job.id], what);
+      }
     }));
 
     test("getJob is scoped by org and project", withStore(async (store) => {

@@ -17,7 +17,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     const fe = err as FastifyError;
     if (fe.validation) {
       const where = fe.validationContext ?? "request";
-      return reply.status(400).send({ message: `invalid ${where}: ${fe.message}`, code: "BAD_REQUEST" });
+      // Ajv's message does not name an unexpected property; say which one it was.
+      const extra = fe.validation.find((v) => v.keyword === "additionalProperties")?.params?.additionalProperty;
+      const named = typeof extra === "string" ? ` ('${extra.slice(0, 100)}')` : "";
+      return reply.status(400).send({ message: `invalid ${where}: ${fe.message}${named}`, code: "BAD_REQUEST" });
     }
     // The client hung up (or was cut off as too slow) mid-request: nothing failed on our side
     // and nobody is left to answer, so this is not logged as a server error.

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { CkptService } from "../../domain/service.js";
-import { LOCAL_UPLOAD_ROUTE_PREFIX, LocalBlobStore } from "../../stores/blobs/local.js";
+import { LOCAL_BLOB_ROUTE_PREFIX, LOCAL_UPLOAD_ROUTE_PREFIX, LocalBlobStore } from "../../stores/blobs/local.js";
 import { BlobIntegrityError, BlobNoSpaceError } from "../../stores/blobs/store.js";
 import type { UrlSigner } from "../../stores/blobs/url-signing.js";
 
@@ -31,5 +31,16 @@ export const blobRoutes: FastifyPluginAsync<{ service: CkptService; signer: UrlS
       if (err instanceof BlobNoSpaceError) return fail(reply, 507, "INSUFFICIENT_STORAGE", err.message);
       throw err;
     }
+  });
+
+  // A download URL is signed for GET (HEAD answers its headers); any other method on it is the
+  // wrong verb, not a missing route. Answered before the body is read, so nothing is written.
+  // Upload parts (PUT under the uploads prefix) match their own, more specific route above.
+  app.route({
+    method: ["PUT", "POST", "PATCH", "DELETE"],
+    url: `${LOCAL_BLOB_ROUTE_PREFIX}*`,
+    schema: { hide: true },
+    handler: async (request, reply) =>
+      fail(reply.header("allow", "GET, HEAD"), 405, "METHOD_NOT_ALLOWED", `presigned download URLs answer GET and HEAD only, not ${request.method}`),
   });
 };

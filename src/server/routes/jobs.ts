@@ -181,4 +181,28 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> = as
       return { training_job: presentJob(job, project), checkpoints: checkpoints.map((c) => presentCheckpoint(c, job)) };
     },
   );
+
+  app.get(
+    "/v1/training_projects/:training_project_id/jobs/:training_job_id/download",
+    {
+      schema: {
+        summary: "Get the job's uploaded source as artifacts (ckpt keeps none: always an empty list).",
+        description:
+          "Baseten's DownloadTrainingJobResponseV1. Jobs reach ckpt through its API, never as an uploaded source " +
+          "archive, so a job that exists answers 200 with `artifact_presigned_urls: []`; an unknown job (or another " +
+          "organisation's) is a 404, so the two are told apart by the status.",
+        tags: ["training jobs"],
+        params: JobParams,
+        response: {
+          200: Type.Object({ artifact_presigned_urls: Type.Array(Type.String(), { description: "Always empty: ckpt keeps no job source." }) }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const { training_project_id: p, training_job_id: j } = request.params;
+      await service.getJob(callerOf(request), p, j);
+      return { artifact_presigned_urls: [] };
+    },
+  );
 };

@@ -95,6 +95,17 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX uploads_expires ON uploads (expires_at);
     `,
   },
+  {
+    // As SQLite's version 10: the owner email of keys and creator of jobs, and the search indexes
+    // (created_seq is the tie-break, as in jobs_project_created).
+    version: 10,
+    sql: `
+      ALTER TABLE api_keys ADD COLUMN owner_email text;
+      ALTER TABLE jobs ADD COLUMN created_by_email text;
+      CREATE INDEX jobs_org_created ON jobs (org_id, created_at, created_seq) WHERE deleted_at IS NULL;
+      CREATE INDEX jobs_org_status_created ON jobs (org_id, status, created_at, created_seq) WHERE deleted_at IS NULL;
+    `,
+  },
 ];
 
 /**

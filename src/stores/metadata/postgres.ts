@@ -6,6 +6,7 @@ import type {
   CheckpointSummary,
   FileRecord,
   JobRecord,
+  JobSearch,
   JobStatus,
   Organisation,
   ProjectRecord,
@@ -48,11 +49,15 @@ const TYPES: pg.CustomTypesConfig = {
 // Columns aliased to the domain records' field names: a row is the API object, no mapping step.
 const ORG = `id, name, created_at AS "createdAt"`;
 const KEY = `k.key_id AS "keyId", k.org_id AS "orgId", o.name AS "orgName", k.secret_hash AS "secretHash",
-             k.created_at AS "createdAt", k.revoked_at AS "revokedAt"`;
+             k.created_at AS "createdAt", k.revoked_at AS "revokedAt", k.owner_email AS "ownerEmail"`;
 const PROJECT = `id, org_id AS "orgId", name, created_at AS "createdAt", updated_at AS "updatedAt"`;
 const JOB = `id, project_id AS "projectId", org_id AS "orgId", name, status, error_message AS "errorMessage",
              sync_status AS "checkpointSyncStatus", priority, spec, created_at AS "createdAt",
-             updated_at AS "updatedAt", file_count AS "fileCount"`;
+             updated_at AS "updatedAt", file_count AS "fileCount", created_by_email AS "createdByEmail"`;
+/** JOB, of the jobs table aliased `j` (in joins). */
+const JOB_OF_J = `j.id, j.project_id AS "projectId", j.org_id AS "orgId", j.name, j.status, j.error_message AS "errorMessage",
+             j.sync_status AS "checkpointSyncStatus", j.priority, j.spec, j.created_at AS "createdAt",
+             j.updated_at AS "updatedAt", j.file_count AS "fileCount", j.created_by_email AS "createdByEmail"`;
 const FILE = `job_id AS "jobId", seq, node_rank AS "nodeRank", relative_name AS "relativeName",
               size_bytes AS "sizeBytes", sha256, last_modified AS "lastModified", created_at AS "createdAt"`;
 const UPLOAD = `upload_id AS "uploadId", org_id AS "orgId", project_id AS "projectId", job_id AS "jobId",
@@ -115,10 +120,10 @@ export class PostgresMetadataStore implements MetadataStore {
     return found;
   }
 
-  async insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer }): Promise<void> {
+  async insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer; ownerEmail?: string | null }): Promise<void> {
     await this.pool.query(
-      `INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES ($1, $2, $3, ${NOW})`,
-      [key.keyId, key.orgId, key.secretHash],
+      `INSERT INTO api_keys (key_id, org_id, secret_hash, created_at, owner_email) VALUES ($1, $2, $3, ${NOW}, $4)`,
+      [key.keyId, key.orgId, key.secretHash, key.ownerEmail ?? null],
     );
   }
 
@@ -175,6 +180,11 @@ export class PostgresMetadataStore implements MetadataStore {
     return row ?? null;
   }
 
+  async getProjectById(projectId: string): Promise<ProjectRecord | null> {
+    const [row] = await this.rows<ProjectRecord>(`SELECT ${PROJECT} FROM projects WHERE id = $1 AND ${LIVE}`, [projectId]);
+    return row ?? null;
+  }
+
   async markProjectDeleted(orgId: string, projectId: string): Promise<{ jobIds: string[] } | null> {
     return inTransaction(this.pool, async (db) => {
       const marked = await db.query(
@@ -200,18 +210,19 @@ export class PostgresMetadataStore implements MetadataStore {
     name: string | null;
     spec: Record<string, unknown>;
     priority: number;
+    createdByEmail?: string | null;
   }): Promise<JobRecord> {
     // One statement, so the job and the project's updated_at change together.
     const [row] = await this.rows<JobRecord>(
       `WITH job AS (
-         INSERT INTO jobs (id, project_id, org_id, name, status, priority, spec, created_at, updated_at, file_count)
-         VALUES ($1, $2, $3, $4, 'TRAINING_JOB_CREATED', $5, $6, ${NOW}, ${NOW}, 0)
+         INSERT INTO jobs (id, project_id, org_id, name, status, priority, spec, created_at, updated_at, file_count, created_by_email)
+         VALUES ($1, $2, $3, $4, 'TRAINING_JOB_CREATED', $5, $6, ${NOW}, ${NOW}, 0, $7)
          RETURNING ${JOB}
        ), touched AS (
          UPDATE projects SET updated_at = ${NOW} WHERE id = $2
        )
        SELECT * FROM job`,
-      [job.id, job.projectId, job.orgId, job.name, job.priority, JSON.stringify(job.spec)],
+      [job.id, job.projectId, job.orgId, job.name, job.priority, JSON.stringify(job.spec), job.createdByEmail ?? null],
     );
     return row!;
   }
@@ -253,6 +264,40 @@ export class PostgresMetadataStore implements MetadataStore {
       "ckpt_get_job",
     );
     return row ?? null;
+  }
+
+  private searchQuery(orgId: string, search: JobSearch): { text: string; values: unknown[] } {
+    const values: unknown[] = [orgId];
+    const where = ["j.org_id = $1", "j.deleted_at IS NULL"];
+    const bind = (v: unknown) => `$${values.push(v)}`;
+    if (search.jobId !== null) where.push(`j.id = ${bind(search.jobId)}`);
+    if (search.projectId !== null) where.push(`j.project_id = ${bind(search.projectId)}`);
+    if (search.statuses && search.statuses.length > 0) where.push(`j.status = ANY(${bind(search.statuses)}::text[])`);
+    const dir = search.orderBy.order === "asc" ? "ASC" : "DESC";
+    const limit = bind(search.limit);
+    return {
+      text: `SELECT ${JOB_OF_J}, p.name AS "projectName", p.created_at AS "projectCreatedAt", p.updated_at AS "projectUpdatedAt"
+             FROM jobs j JOIN projects p ON p.id = j.project_id AND p.deleted_at IS NULL
+             WHERE ${where.join(" AND ")} ORDER BY j.created_at ${dir}, j.created_seq ${dir} LIMIT ${limit}`,
+      values,
+    };
+  }
+
+  async searchJobs(orgId: string, search: JobSearch): Promise<{ job: JobRecord; project: ProjectRecord }[]> {
+    const { text, values } = this.searchQuery(orgId, search);
+    const rows = await this.rows<JobRecord & { projectName: string; projectCreatedAt: string; projectUpdatedAt: string }>(text, values);
+    return rows.map(({ projectName, projectCreatedAt, projectUpdatedAt, ...job }) => ({
+      job,
+      project: { id: job.projectId, orgId: job.orgId, name: projectName, createdAt: projectCreatedAt, updatedAt: projectUpdatedAt },
+    }));
+  }
+
+  async explainSearchJobs(orgId: string, search: JobSearch): Promise<string> {
+    const { text, values } = this.searchQuery(orgId, search);
+    // Fresh statistics first, so the plan is the one a database that autovacuum keeps analysed would pick.
+    await this.pool.query("ANALYZE jobs");
+    const rows = await this.rows<{ "QUERY PLAN": string }>(`EXPLAIN ${text}`, values);
+    return rows.map((r) => r["QUERY PLAN"]).join("\n");
   }
 
   async updateJob(

@@ -76,4 +76,16 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX uploads_expires ON uploads (expires_at);
     `,
   },
+  {
+    // Who made what (UserV1 on jobs: the email of the key that created the job), and the
+    // indexes of POST /v1/training_jobs/search: every search is scoped to one organisation's live
+    // jobs and ordered by created_at (rowid, the tie-break, is part of every SQLite index).
+    version: 10,
+    sql: `
+      ALTER TABLE api_keys ADD COLUMN owner_email TEXT;
+      ALTER TABLE jobs ADD COLUMN created_by_email TEXT;
+      CREATE INDEX jobs_org_created ON jobs (org_id, created_at) WHERE deleted_at IS NULL;
+      CREATE INDEX jobs_org_status_created ON jobs (org_id, status, created_at) WHERE deleted_at IS NULL;
+    `,
+  },
 ];

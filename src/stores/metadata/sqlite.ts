@@ -5,6 +5,7 @@ import type {
   CheckpointSummary,
   FileRecord,
   JobRecord,
+  JobSearch,
   JobStatus,
   Organisation,
   ProjectRecord,
@@ -34,6 +35,7 @@ interface JobRow {
   created_at: string;
   updated_at: string;
   file_count: number;
+  created_by_email: string | null;
 }
 
 interface FileRow {
@@ -60,6 +62,7 @@ const jobFromRow = (r: JobRow): JobRecord => ({
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   fileCount: r.file_count,
+  createdByEmail: r.created_by_email,
 });
 
 const fileFromRow = (r: FileRow): FileRecord => ({
@@ -105,18 +108,19 @@ export class SqliteMetadataStore implements MetadataStore {
     this.stmts = {
       orgByName: db.prepare("SELECT id, name, created_at FROM organisations WHERE name = ?"),
       insertOrg: db.prepare("INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)"),
-      insertKey: db.prepare("INSERT INTO api_keys (key_id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)"),
+      insertKey: db.prepare("INSERT INTO api_keys (key_id, org_id, secret_hash, created_at, owner_email) VALUES (?, ?, ?, ?, ?)"),
       keyById: db.prepare(
-        `SELECT k.key_id, k.org_id, o.name AS org_name, k.secret_hash, k.created_at, k.revoked_at
+        `SELECT k.key_id, k.org_id, o.name AS org_name, k.secret_hash, k.created_at, k.revoked_at, k.owner_email
          FROM api_keys k JOIN organisations o ON o.id = k.org_id WHERE k.key_id = ?`,
       ),
       listKeys: db.prepare(
-        `SELECT k.key_id, k.org_id, o.name AS org_name, k.secret_hash, k.created_at, k.revoked_at
+        `SELECT k.key_id, k.org_id, o.name AS org_name, k.secret_hash, k.created_at, k.revoked_at, k.owner_email
          FROM api_keys k JOIN organisations o ON o.id = k.org_id ORDER BY k.created_at, k.key_id`,
       ),
       revokeKey: db.prepare("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"),
       projectByName: db.prepare(`SELECT * FROM projects WHERE org_id = ? AND name = ? AND ${live}`),
       projectById: db.prepare(`SELECT * FROM projects WHERE org_id = ? AND id = ? AND ${live}`),
+      projectByIdAnyOrg: db.prepare(`SELECT * FROM projects WHERE id = ? AND ${live}`),
       insertProject: db.prepare(
         "INSERT INTO projects (id, org_id, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
       ),
@@ -126,8 +130,8 @@ export class SqliteMetadataStore implements MetadataStore {
       markProjectJobsDeleted: db.prepare(`UPDATE jobs SET deleted_at = ? WHERE project_id = ? AND ${live}`),
       jobIdsOfProject: db.prepare("SELECT id FROM jobs WHERE project_id = ?"),
       insertJob: db.prepare(
-        `INSERT INTO jobs (id, project_id, org_id, name, status, priority, spec, created_at, updated_at, file_count)
-         VALUES (?, ?, ?, ?, 'TRAINING_JOB_CREATED', ?, ?, ?, ?, 0)`,
+        `INSERT INTO jobs (id, project_id, org_id, name, status, priority, spec, created_at, updated_at, file_count, created_by_email)
+         VALUES (?, ?, ?, ?, 'TRAINING_JOB_CREATED', ?, ?, ?, ?, 0, ?)`,
       ),
       jobById: db.prepare(`SELECT * FROM jobs WHERE org_id = ? AND project_id = ? AND id = ? AND ${live}`),
       liveJobById: db.prepare(`SELECT * FROM jobs WHERE id = ? AND ${live}`),
@@ -211,8 +215,8 @@ export class SqliteMetadataStore implements MetadataStore {
     }).immediate();
   }
 
-  async insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer }): Promise<void> {
-    this.stmts.insertKey.run(key.keyId, key.orgId, key.secretHash, nowIso());
+  async insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer; ownerEmail?: string | null }): Promise<void> {
+    this.stmts.insertKey.run(key.keyId, key.orgId, key.secretHash, nowIso(), key.ownerEmail ?? null);
   }
 
   private keyFromRow(r: {
@@ -222,6 +226,7 @@ export class SqliteMetadataStore implements MetadataStore {
     secret_hash: Buffer;
     created_at: string;
     revoked_at: string | null;
+    owner_email: string | null;
   }): ApiKeyRecord {
     return {
       keyId: r.key_id,
@@ -230,6 +235,7 @@ export class SqliteMetadataStore implements MetadataStore {
       secretHash: r.secret_hash,
       createdAt: r.created_at,
       revokedAt: r.revoked_at,
+      ownerEmail: r.owner_email,
     };
   }
 
@@ -269,6 +275,11 @@ export class SqliteMetadataStore implements MetadataStore {
     return row ? projectFromRow(row) : null;
   }
 
+  async getProjectById(projectId: string): Promise<ProjectRecord | null> {
+    const row = this.stmts.projectByIdAnyOrg.get(projectId) as Parameters<typeof projectFromRow>[0] | undefined;
+    return row ? projectFromRow(row) : null;
+  }
+
   async markProjectDeleted(orgId: string, projectId: string): Promise<{ jobIds: string[] } | null> {
     return this.db.transaction(() => {
       const now = nowIso();
@@ -285,9 +296,10 @@ export class SqliteMetadataStore implements MetadataStore {
     name: string | null;
     spec: Record<string, unknown>;
     priority: number;
+    createdByEmail?: string | null;
   }): Promise<JobRecord> {
     const now = nowIso();
-    this.stmts.insertJob.run(job.id, job.projectId, job.orgId, job.name, job.priority, JSON.stringify(job.spec), now, now);
+    this.stmts.insertJob.run(job.id, job.projectId, job.orgId, job.name, job.priority, JSON.stringify(job.spec), now, now, job.createdByEmail ?? null);
     this.stmts.touchProject.run(now, job.projectId);
     return jobFromRow(this.stmts.liveJobById.get(job.id) as JobRow);
   }
@@ -313,6 +325,39 @@ export class SqliteMetadataStore implements MetadataStore {
   async getJob(orgId: string, projectId: string, jobId: string): Promise<JobRecord | null> {
     const row = this.stmts.jobById.get(orgId, projectId, jobId) as JobRow | undefined;
     return row ? jobFromRow(row) : null;
+  }
+
+  /** One statement per shape of search (which filters, how many statuses); values are bound. */
+  private searchQuery(orgId: string, search: JobSearch): { sql: string; values: unknown[] } {
+    const where = ["j.org_id = ?", "j.deleted_at IS NULL"];
+    const values: unknown[] = [orgId];
+    if (search.jobId !== null) where.push("j.id = ?"), values.push(search.jobId);
+    if (search.projectId !== null) where.push("j.project_id = ?"), values.push(search.projectId);
+    if (search.statuses && search.statuses.length > 0)
+      where.push(`j.status IN (${search.statuses.map(() => "?").join(", ")})`), values.push(...search.statuses);
+    const dir = search.orderBy.order === "asc" ? "ASC" : "DESC";
+    values.push(search.limit);
+    return {
+      sql: `SELECT j.*, p.name AS project_name, p.created_at AS project_created_at, p.updated_at AS project_updated_at
+            FROM jobs j JOIN projects p ON p.id = j.project_id AND p.deleted_at IS NULL
+            WHERE ${where.join(" AND ")} ORDER BY j.created_at ${dir}, j.rowid ${dir} LIMIT ?`,
+      values,
+    };
+  }
+
+  async searchJobs(orgId: string, search: JobSearch): Promise<{ job: JobRecord; project: ProjectRecord }[]> {
+    const { sql, values } = this.searchQuery(orgId, search);
+    const rows = this.db.prepare(sql).all(...values) as (JobRow & { project_name: string; project_created_at: string; project_updated_at: string })[];
+    return rows.map((r) => ({
+      job: jobFromRow(r),
+      project: projectFromRow({ id: r.project_id, org_id: r.org_id, name: r.project_name, created_at: r.project_created_at, updated_at: r.project_updated_at }),
+    }));
+  }
+
+  async explainSearchJobs(orgId: string, search: JobSearch): Promise<string> {
+    const { sql, values } = this.searchQuery(orgId, search);
+    const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...values) as { detail: string }[];
+    return rows.map((r) => r.detail).join("\n");
   }
 
   async updateJob(

@@ -3,6 +3,7 @@ import type {
   CheckpointSummary,
   FileRecord,
   JobRecord,
+  JobSearch,
   JobStatus,
   Organisation,
   ProjectRecord,
@@ -21,7 +22,7 @@ export interface MetadataStore {
 
   // Organisations and keys
   ensureOrganisation(name: string): Promise<Organisation>;
-  insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer }): Promise<void>;
+  insertApiKey(key: { keyId: string; orgId: string; secretHash: Buffer; ownerEmail?: string | null }): Promise<void>;
   findApiKey(keyId: string): Promise<ApiKeyRecord | null>;
   listApiKeys(): Promise<ApiKeyRecord[]>;
   /** True when a live key was revoked. */
@@ -31,6 +32,8 @@ export interface MetadataStore {
   upsertProject(orgId: string, name: string): Promise<ProjectRecord>;
   listProjects(orgId: string): Promise<ProjectRecord[]>;
   getProject(orgId: string, projectId: string): Promise<ProjectRecord | null>;
+  /** Unscoped, for admin commands that are given a project id and no organisation. */
+  getProjectById(projectId: string): Promise<ProjectRecord | null>;
   /** Marks the project and all its jobs as deleting; the caller then removes blobs and purges. */
   markProjectDeleted(orgId: string, projectId: string): Promise<{ jobIds: string[] } | null>;
 
@@ -42,11 +45,20 @@ export interface MetadataStore {
     name: string | null;
     spec: Record<string, unknown>;
     priority: number;
+    createdByEmail?: string | null;
   }): Promise<JobRecord>;
   listJobs(orgId: string, projectId: string): Promise<JobRecord[]>;
   latestJob(orgId: string, projectId: string): Promise<JobRecord | null>;
   latestJobs(orgId: string, projectIds: string[]): Promise<Map<string, JobRecord>>;
   getJob(orgId: string, projectId: string, jobId: string): Promise<JobRecord | null>;
+  /**
+   * The organisation's live jobs matching every filter, each with its project (one query), in
+   * the given order (ties in creation order), at most `limit`. An index answers each filter, so
+   * the cost follows the matching jobs, not how many jobs the database holds.
+   */
+  searchJobs(orgId: string, search: JobSearch): Promise<{ job: JobRecord; project: ProjectRecord }[]>;
+  /** The database's query plan for searchJobs (EXPLAIN), so tests and operators can see the index it uses. */
+  explainSearchJobs(orgId: string, search: JobSearch): Promise<string>;
   updateJob(
     orgId: string,
     projectId: string,
