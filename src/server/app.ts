@@ -18,6 +18,8 @@ import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js"
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
 import { jobRoutes } from "./routes/jobs.js";
+import { logRoutes } from "./routes/logs.js";
+import { JobLogs } from "../domain/logs.js";
 import { projectRoutes } from "./routes/projects.js";
 import { uploadRoutes } from "./routes/uploads.js";
 import { SharedSchemas } from "./schemas.js";
@@ -127,6 +129,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });
     await api.register(uploadCheckpointFileRoute, { service: options.service });
     await api.register(uploadRoutes, { service: options.service });
+    await api.register(logRoutes, { logs: new JobLogs(options.service, options.service.limits.maxLogLinesPerJob) });
   });
 
   if (options.signer) {
