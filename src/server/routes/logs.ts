@@ -16,7 +16,7 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T)
 
 const LogLevelV1 = Type.Union(
   LOG_LEVELS.map((l) => Type.Literal(l)),
-  { $id: "LogLevelV1", title: "LogLevelV1", description: "A log severity level." },
+  { title: "LogLevelV1", description: "A log severity level." },
 );
 
 /** Baseten's LogV1, plus two ckpt fields (the schema allows more): the node rank and the stream. */
@@ -26,34 +26,45 @@ const LogV1 = Type.Object(
     message: Type.String({ description: "The contents of the log message." }),
     replica: Nullable(Type.String({ description: "The replica the log line was emitted from: `rank-<node_rank>`." })),
     request_id: Nullable(Type.String()),
-    level: Nullable(Type.Ref(LogLevelV1)),
+    level: Nullable(LogLevelV1),
     node_rank: Type.Integer({ description: "ckpt: the node rank whose command wrote the line." }),
     stream: Type.Union(LOG_STREAMS.map((s) => Type.Literal(s)), { description: "ckpt: stdout or stderr." }),
   },
-  { $id: "LogV1", title: "LogV1" },
+  { title: "LogV1" },
 );
 
 const GetLogsResponseV1 = Type.Object(
-  { logs: Type.Array(Type.Ref(LogV1)) },
-  { $id: "GetLogsResponseV1", title: "GetLogsResponseV1", description: "A response to querying logs." },
+  { logs: Type.Array(LogV1) },
+  { title: "GetLogsResponseV1", description: "A response to querying logs." },
 );
 
-const windowFields = {
-  start_epoch_millis: Type.Optional(
-    Nullable(Type.Integer({ minimum: 0, description: "Inclusive. Defaults to 30 minutes before the end; the window must not exceed 7 days." })),
-  ),
-  end_epoch_millis: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: "Inclusive (the whole millisecond). Defaults to now." }))),
-  direction: Type.Optional(
-    Nullable(Type.Union([Type.Literal("asc"), Type.Literal("desc")], { description: "Sort order by time; default desc (newest first)." })),
-  ),
-  limit: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 1000, default: 500 }))),
-  min_level: Type.Optional(
-    Nullable(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { description: "Only lines at or above this level; lines without a level are dropped." })),
-  ),
+const windowTypes = {
+  start_epoch_millis: Type.Integer({ minimum: 0, description: "Inclusive. Defaults to 30 minutes before the end; the window must not exceed 7 days." }),
+  end_epoch_millis: Type.Integer({ minimum: 0, description: "Inclusive (the whole millisecond). Defaults to now." }),
+  direction: Type.Union([Type.Literal("asc"), Type.Literal("desc")], { description: "Sort order by time; default desc (newest first)." }),
+  limit: Type.Integer({ minimum: 1, maximum: 1000, description: "Default 500." }),
+  min_level: Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { description: "Only lines at or above this level; lines without a level are dropped." }),
 };
 
-const LogsQuery = Type.Object(windowFields);
-const GetTrainingJobLogsRequestV1 = Type.Object(windowFields, { title: "GetTrainingJobLogsRequestV1" });
+// Query strings are coerced to their types, and coercion would turn "0" into null if null were
+// allowed (limit=0 must be a 400, not the default): the GET form takes no nulls, the body does.
+const LogsQuery = Type.Object({
+  start_epoch_millis: Type.Optional(windowTypes.start_epoch_millis),
+  end_epoch_millis: Type.Optional(windowTypes.end_epoch_millis),
+  direction: Type.Optional(windowTypes.direction),
+  limit: Type.Optional(windowTypes.limit),
+  min_level: Type.Optional(windowTypes.min_level),
+});
+const GetTrainingJobLogsRequestV1 = Type.Object(
+  {
+    start_epoch_millis: Type.Optional(Nullable(windowTypes.start_epoch_millis)),
+    end_epoch_millis: Type.Optional(Nullable(windowTypes.end_epoch_millis)),
+    direction: Type.Optional(Nullable(windowTypes.direction)),
+    limit: Type.Optional(Nullable(windowTypes.limit)),
+    min_level: Type.Optional(Nullable(windowTypes.min_level)),
+  },
+  { title: "GetTrainingJobLogsRequestV1" },
+);
 
 const LogBatch = Type.Object(
   {
@@ -91,11 +102,10 @@ const paging =
   "lines, which the next page starts with), so such paging sees every line once.";
 
 export const logRoutes: FastifyPluginAsyncTypebox<{ logs: JobLogs }> = async (app, { logs }) => {
-  app.addSchema(LogLevelV1);
-  app.addSchema(LogV1);
-  app.addSchema(GetLogsResponseV1);
+  // Inline schemas, no addSchema: schemas added in this plugin's context would make Fastify build
+  // a fresh validator compiler for it, losing the app's exact (non-coercing) body validation.
   const path = "/v1/training_projects/:training_project_id/jobs/:training_job_id/logs";
-  const response = { 200: Type.Ref(GetLogsResponseV1), ...errorResponses };
+  const response = { 200: GetLogsResponseV1, ...errorResponses };
 
   const answer = async (caller: ReturnType<typeof callerOf>, p: string, j: string, filters: LogWindowRequest) => ({
     logs: (await logs.query(caller, p, j, filters)).map(presentLog),
