@@ -8,6 +8,7 @@ import type { CkptClient } from "../client/api.js";
 import { backoffDelay } from "../client/download/retry.js";
 import { DEFAULT_RETRY_POLICY } from "../client/download/types.js";
 import { CkptApiError } from "../client/errors.js";
+import { getLoadCheckpointPlan, loadCheckpoints } from "../client/load-checkpoints.js";
 import { LogShipper, type LogShipSummary } from "../client/logs/log-shipper.js";
 import { tee } from "../client/logs/tee.js";
 import { CheckpointSync } from "../client/sync/checkpoint-sync.js";
@@ -38,6 +39,8 @@ interface RunOptions extends SyncCliOptions {
   logs: boolean;
   logBuffer?: number;
   logFlushTimeout?: number;
+  /** Baseten's LoadCheckpointConfig for the job rank 0 creates. */
+  loadCheckpointConfig?: Record<string, unknown>;
 }
 
 /** How the training command ended. */
@@ -67,6 +70,12 @@ export function registerRun(program: Command): void {
         .option("--job-name <name>", "name of the job rank 0 creates")
         .option("--node-rank <n>", "this node's rank; only rank 0 changes the job's status", parseIntegerOption("--node-rank", 0, 65535), 0)
         .option("--checkpoint-dir <dir>", "folder CMD writes checkpoints to (default ./ckpt-checkpoints/<job id>/rank-<n>)")
+        .option(
+          "--load-checkpoint-config <json>",
+          "Baseten's LoadCheckpointConfig for the job rank 0 creates, e.g. " +
+            `'{"enabled":true,"checkpoints":[{"typ":"baseten_latest_checkpoint","project_name":"P"}]}'`,
+          parseJsonObject("--load-checkpoint-config"),
+        )
         .option("--no-logs", "do not send CMD's stdout/stderr to the job's logs (CMD then writes to the terminal itself)")
         .option("--log-buffer <size>", "most of CMD's output held for the server; beyond it the oldest lines are dropped (default 8MiB)", parseByteSize("--log-buffer"))
         .option("--log-flush-timeout <seconds>", "after CMD exits, how long the last output may take to reach the server (default 5)", parseSeconds("--log-flush-timeout")),
@@ -80,6 +89,8 @@ async function runTraining(command: string[], opts: RunOptions): Promise<number>
   const client = clientFrom(opts);
   const isLeader = opts.nodeRank === 0;
   const { project, job } = await createOrJoinJob(client, opts);
+  const loaded = await loadCheckpointsBeforeStart(client, project, job, opts);
+  if (loaded === "failed") return 1;
   const dir = resolve(opts.checkpointDir ?? join("ckpt-checkpoints", job.id, `rank-${opts.nodeRank}`));
   await mkdir(dir, { recursive: true });
 
@@ -112,6 +123,10 @@ async function runTraining(command: string[], opts: RunOptions): Promise<number>
       })
     : null;
   const env = trainingEnv({ client, project, job, nodeRank: opts.nodeRank, dir });
+  if (loaded) {
+    env.BT_LOAD_CHECKPOINT_DIR = loaded;
+    env.CKPT_LOAD_CHECKPOINT_DIR = loaded;
+  }
   // Python block-buffers a pipe; line by line, its output reaches the terminal and the logs as it is written.
   if (shipper && env.PYTHONUNBUFFERED === undefined) env.PYTHONUNBUFFERED = "1";
   const exit = await runCommand(command, env, shipper, () => {
@@ -140,11 +155,57 @@ async function createOrJoinJob(client: CkptClient, opts: RunOptions): Promise<{ 
   if (jobId === undefined) {
     if (opts.nodeRank > 0) throw new CliError(`rank ${opts.nodeRank} joins rank 0's job: pass --job <id> or set CKPT_JOB_ID`);
     const project = await resolveOrCreateProject(client, opts.project);
-    const job = await client.createJob(project.id, opts.jobName === undefined ? {} : { name: opts.jobName });
+    const spec: Record<string, unknown> = opts.jobName === undefined ? {} : { name: opts.jobName };
+    if (opts.loadCheckpointConfig) spec.runtime = { load_checkpoint_config: opts.loadCheckpointConfig };
+    const job = await client.createJob(project.id, spec);
     return { project, job };
   }
+  if (opts.loadCheckpointConfig) throw new CliError("--load-checkpoint-config applies to the job ckpt run creates; the given job has its own");
   const project = await client.resolveProject(opts.project);
   return { project, job: await client.getJob(project.id, jobId) };
+}
+
+/**
+ * Baseten's checkpoint loading: the job's `runtime.load_checkpoint_config`, resolved by the
+ * server, downloaded for this rank before the command starts. Answers the download folder (null
+ * when the job loads nothing), or "failed" once the job is marked FAILED (rank 0) and the reason
+ * printed: the command is not started without the checkpoints it asked for.
+ */
+async function loadCheckpointsBeforeStart(
+  client: CkptClient,
+  project: TrainingProject,
+  job: TrainingJob,
+  opts: RunOptions,
+): Promise<string | null | "failed"> {
+  const isLeader = opts.nodeRank === 0;
+  try {
+    const plan = await getLoadCheckpointPlan(client, project.id, job.id);
+    if (!plan.enabled) return null;
+    if (isLeader) await client.updateJob(project.id, job.id, { current_status: "TRAINING_JOB_DEPLOYING", error_message: null });
+    if (!opts.quiet) log(`loading ${plan.checkpoints.length} checkpoint(s) into ${plan.download_folder}/rank-${opts.nodeRank}`);
+    const loaded = await loadCheckpoints({ client, plan, nodeRank: opts.nodeRank });
+    if (!opts.quiet && loaded)
+      for (const d of loaded.downloads) log(`loaded checkpoint ${d.checkpoint ?? "?"}: ${d.files.length} file(s), ${d.downloaded} downloaded, ${d.skipped} already there`);
+    return loaded?.dir ?? null;
+  } catch (err) {
+    const message = `could not load checkpoints: ${(err as Error).message}`;
+    log(message);
+    if (isLeader) await reportJobOutcome(client, project.id, job.id, { current_status: "TRAINING_JOB_FAILED", error_message: message });
+    return "failed";
+  }
+}
+
+function parseJsonObject(name: string) {
+  return (raw: string): Record<string, unknown> => {
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new CliError(`${name} must be JSON (got '${raw}')`);
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new CliError(`${name} must be a JSON object`);
+    return value as Record<string, unknown>;
+  };
 }
 
 /** A training launcher should not need a separate step to create its project. */

@@ -65,7 +65,7 @@ describe("ckpt run: the command's output in the job's logs", { concurrency: true
     const script = join(ws.path, "train.mjs");
     (await import("node:fs")).writeFileSync(script, OUTPUT_SCRIPT);
     const LINES = 2600;
-    const run = await runCkpt(t, ["run", "--project", "logs", "--job-name", "teed", "--quiet", "--", process.execPath, script, String(LINES)], env);
+    const run = await runCkpt(t, ["run", "--project", "logs", "--job-name", "teed", "--quiet", "--checkpoint-dir", join(ws.path, "ckpt"), "--", process.execPath, script, String(LINES)], env);
     assert.equal(run.code, 0, run.stderr);
     const expected = expectedOutput(LINES);
     assert.ok(run.stdout.equals(expected.stdout), "the terminal got the command's stdout unchanged, byte for byte");
@@ -159,7 +159,7 @@ describe("ckpt run: the command's output in the job's logs", { concurrency: true
       const LINES = 40_000; // ~1 MiB: far more than the 64 KiB the shipper may hold
       const run = await runCkpt(
         t,
-        ["run", "--project", "logs", "--job-name", "down", "--quiet", "--log-buffer", "64KiB", "--log-flush-timeout", "1", "--", process.execPath, script, String(LINES)],
+        ["run", "--project", "logs", "--job-name", "down", "--quiet", "--checkpoint-dir", join(ws.path, "ckpt"), "--log-buffer", "64KiB", "--log-flush-timeout", "1", "--", process.execPath, script, String(LINES)],
         { ...env, CKPT_API_URL: proxy.url },
       );
       assert.equal(run.code, 0, run.stderr);
