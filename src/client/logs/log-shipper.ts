@@ -38,6 +38,8 @@ interface QueuedLine {
   stream: OutputStream;
   message: string;
   bytes: number;
+  /** A note that this many lines were dropped before it: not output of the command. */
+  dropNote?: number;
 }
 
 /** The server's batch limits (MAX_LOG_LINES_PER_BATCH), and a body well under its default 1 MiB. */
@@ -164,7 +166,7 @@ export class LogShipper {
         continue;
       }
       if (outcome === "refused") {
-        this.drop(batch.length);
+        this.drop(batch.filter((l) => l.dropNote === undefined).length);
         continue;
       }
       this.putBack(batch);
@@ -180,7 +182,7 @@ export class LogShipper {
     if (this.droppedUnmarked > 0 && this.head < this.queue.length) {
       const first = this.queue[this.head]!;
       const message = `[ckpt] ${this.droppedUnmarked} line(s) of output were dropped here: the server did not take them in time`;
-      batch.push({ timestamp: first.timestamp, stream: "stderr", message, bytes: 2 * message.length + 64 });
+      batch.push({ timestamp: first.timestamp, stream: "stderr", message, bytes: 2 * message.length + 64, dropNote: this.droppedUnmarked });
       this.droppedUnmarked = 0;
     }
     while (this.head < this.queue.length && batch.length < MAX_BATCH_LINES) {
@@ -200,10 +202,13 @@ export class LogShipper {
 
   /** A batch that failed goes back in front, within the buffer's bound (the oldest lines go first). */
   private putBack(batch: QueuedLine[]): void {
+    // The note is written afresh, with the count as it then is.
+    for (const note of batch) this.droppedUnmarked += note.dropNote ?? 0;
+    const lines = batch.filter((l) => l.dropNote === undefined);
     const rest = this.queue.slice(this.head);
-    this.queue = [...batch, ...rest];
+    this.queue = [...lines, ...rest];
     this.head = 0;
-    this.queuedBytes += batch.reduce((n, l) => n + l.bytes, 0);
+    this.queuedBytes += lines.reduce((n, l) => n + l.bytes, 0);
     while (this.queuedBytes > this.maxBufferedBytes && this.head < this.queue.length) {
       this.queuedBytes -= this.queue[this.head]!.bytes;
       this.head++;
@@ -220,7 +225,7 @@ export class LogShipper {
         `/v1/training_projects/${encodeURIComponent(projectId)}/jobs/${encodeURIComponent(jobId)}/logs/batch`,
         { body: { node_rank: nodeRank, lines: batch.map(({ timestamp, stream, message }) => ({ timestamp, stream, message })) }, signal },
       );
-      this.sentLines += batch.length;
+      this.sentLines += batch.filter((l) => l.dropNote === undefined).length;
       return "sent";
     } catch (err) {
       const status = err instanceof CkptApiError ? err.status : 0;
