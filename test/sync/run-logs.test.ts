@@ -177,4 +177,48 @@ describe("ckpt run: the command's output in the job's logs", { concurrency: true
       assert.equal(job.current_status, "TRAINING_JOB_COMPLETED", "the job's outcome is still reported");
     });
   }
+
+  test("a log server that fails for a while and then recovers: the logs say where lines are missing, and nothing is lost uncounted", async (t) => {
+    const { server, env } = await startSyncServer(t);
+    const proxy = await startProxy();
+    t.after(() => proxy.close());
+    proxy.setTarget(server.baseUrl, { origin: server.blobOrigin, pathPrefix: server.blobPathPrefix });
+    proxy.setRule((request) =>
+      request.path.endsWith("/logs/batch") && request.nth <= 3 ? { kind: "respond", status: 503, body: '{"message":"busy"}' } : { kind: "forward" },
+    );
+    const ws = workspace(t);
+    const script = join(ws.path, "train.mjs");
+    (await import("node:fs")).writeFileSync(script, OUTPUT_SCRIPT);
+    const LINES = 40_000;
+    const run = await runCkpt(
+      t,
+      ["run", "--project", "logs", "--job-name", "flaky", "--quiet", "--checkpoint-dir", join(ws.path, "ckpt"), "--log-buffer", "64KiB", "--log-flush-timeout", "30", "--", process.execPath, script, String(LINES)],
+      { ...env, CKPT_API_URL: proxy.url },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(run.stdout.equals(expectedOutput(LINES).stdout), "stdout unchanged, byte for byte");
+    const warning = /ckpt: warning: ([0-9]+) line\(s\) of the command's output were not sent to the job's logs/.exec(run.stderr);
+    assert.ok(warning, run.stderr);
+    const notSent = Number(warning[1]);
+
+    const client = api(server.baseUrl, env.CKPT_API_KEY!);
+    const project = (await client.get("/v1/training_projects")).body.training_projects.find((p: any) => p.name === "logs");
+    const job = (await client.get(`/v1/training_projects/${project.id}/jobs`)).body.training_jobs[0];
+    const jobPath = `/v1/training_projects/${project.id}/jobs/${job.id}`;
+    const stored: any[] = [];
+    let start = Date.parse(job.created_at);
+    for (;;) {
+      const r = await client.get(`${jobPath}/logs?start_epoch_millis=${start}&end_epoch_millis=${start + 2 * HOUR_MS}&direction=asc&limit=1000`);
+      assertBasetenShape("GetLogsResponseV1", r.body);
+      if (r.body.logs.length === 0) break;
+      stored.push(...r.body.logs);
+      start = Number(BigInt(r.body.logs[r.body.logs.length - 1].timestamp) / NS_PER_MS) + 1;
+    }
+    const notes = stored.filter((l) => l.message.startsWith("[ckpt] "));
+    const noted = notes.reduce((n, l) => n + Number(/^\[ckpt\] ([0-9]+) line/.exec(l.message)![1]), 0);
+    assert.ok(notes.length >= 1 && noted > 0, "the logs mark where lines are missing");
+    assert.equal(noted, notSent, "every line not sent is noted in the logs (the server recovered in time)");
+    const total = expectedOutput(LINES).stdoutLines.length + 2;
+    assert.equal(stored.length - notes.length + notSent, total, "each line is stored or counted as not sent");
+  });
 });

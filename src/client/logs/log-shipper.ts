@@ -229,7 +229,8 @@ export class LogShipper {
       return "sent";
     } catch (err) {
       const status = err instanceof CkptApiError ? err.status : 0;
-      this.lastError = (err as Error).message;
+      // Giving up at the deadline aborts the request in flight: keep the error that explains why it was needed.
+      if (!(this.giveUp.signal.aborted && this.lastError !== null)) this.lastError = (err as Error).message;
       const retryable = status === 0 || status === 408 || status === 429 || status >= 500;
       if (!this.warnedFailure && !this.closing) {
         this.warnedFailure = true;
