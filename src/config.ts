@@ -31,6 +31,8 @@ export interface ServerConfig {
   urlTtlSeconds: number;
   maxPageSize: number;
   maxFilesPerJob: number;
+  /** Training-log lines kept per job; beyond it the oldest are dropped. */
+  maxLogLinesPerJob: number;
   /** Largest JSON request body, in bytes. */
   jsonBodyLimit: number;
   logLevel: string;
@@ -98,6 +100,7 @@ export interface ServerFlags {
   databaseUrl?: string;
   blobStore?: string;
   maxFilesPerJob?: string | number;
+  maxLogLinesPerJob?: string | number;
   jsonBodyLimit?: string | number;
   tlsCert?: string;
   tlsKey?: string;
@@ -172,6 +175,7 @@ export function loadServerConfig(flags: ServerFlags = {}, rawEnv: NodeJS.Process
     urlTtlSeconds: integer("url TTL", flags.urlTtl ?? env.CKPT_URL_TTL, DEFAULT_URL_TTL_SECONDS, 1, 365 * 24 * 3600),
     maxPageSize: integer("max page size", flags.maxPageSize ?? env.CKPT_MAX_PAGE_SIZE, DEFAULT_MAX_PAGE_SIZE, 1, 100_000),
     maxFilesPerJob: integer("max files per job", flags.maxFilesPerJob ?? env.CKPT_MAX_FILES_PER_JOB, 10_000_000, 1, 1_000_000_000),
+    maxLogLinesPerJob: integer("max log lines per job", flags.maxLogLinesPerJob ?? env.CKPT_MAX_LOG_LINES_PER_JOB, 200_000, 1, 100_000_000),
     uploadPartSize: integer("upload part size", env.CKPT_UPLOAD_PART_SIZE, 64 << 20, 5 << 20, 5 << 30),
     jsonBodyLimit: integer("JSON body limit", flags.jsonBodyLimit ?? env.CKPT_JSON_BODY_LIMIT, 1 << 20, 1024, 64 << 20),
     logLevel: flags.logLevel ?? env.CKPT_LOG_LEVEL ?? "info",

@@ -8,12 +8,24 @@ import type { CkptClient } from "../client/api.js";
 import { backoffDelay } from "../client/download/retry.js";
 import { DEFAULT_RETRY_POLICY } from "../client/download/types.js";
 import { CkptApiError } from "../client/errors.js";
+import { getLoadCheckpointPlan, loadCheckpoints } from "../client/load-checkpoints.js";
+import { LogShipper, type LogShipSummary } from "../client/logs/log-shipper.js";
+import { tee } from "../client/logs/tee.js";
 import { CheckpointSync } from "../client/sync/checkpoint-sync.js";
 import type { SyncSummary } from "../client/sync/types.js";
 import type { TrainingJob, TrainingProject } from "../client/types.js";
 import { CliError, clientFrom, parseIntegerOption, withRemoteOptions } from "./common.js";
-import { printable } from "./output.js";
-import { describeFailures, describeSummary, log, logSyncEvent, syncTuningFrom, withSyncOptions, type SyncCliOptions } from "./sync-options.js";
+import { parseByteSize, printable } from "./output.js";
+import {
+  describeFailures,
+  describeSummary,
+  log,
+  logSyncEvent,
+  parseSeconds,
+  syncTuningFrom,
+  withSyncOptions,
+  type SyncCliOptions,
+} from "./sync-options.js";
 
 interface RunOptions extends SyncCliOptions {
   apiUrl?: string;
@@ -23,6 +35,12 @@ interface RunOptions extends SyncCliOptions {
   jobName?: string;
   nodeRank: number;
   checkpointDir?: string;
+  /** false with --no-logs. */
+  logs: boolean;
+  logBuffer?: number;
+  logFlushTimeout?: number;
+  /** Baseten's LoadCheckpointConfig for the job rank 0 creates. */
+  loadCheckpointConfig?: Record<string, unknown>;
 }
 
 /** How the training command ended. */
@@ -51,7 +69,16 @@ export function registerRun(program: Command): void {
         .option("--job <id>", "join this job instead of creating one (env CKPT_JOB_ID); required for ranks above 0")
         .option("--job-name <name>", "name of the job rank 0 creates")
         .option("--node-rank <n>", "this node's rank; only rank 0 changes the job's status", parseIntegerOption("--node-rank", 0, 65535), 0)
-        .option("--checkpoint-dir <dir>", "folder CMD writes checkpoints to (default ./ckpt-checkpoints/<job id>/rank-<n>)"),
+        .option("--checkpoint-dir <dir>", "folder CMD writes checkpoints to (default ./ckpt-checkpoints/<job id>/rank-<n>)")
+        .option(
+          "--load-checkpoint-config <json>",
+          "Baseten's LoadCheckpointConfig for the job rank 0 creates, e.g. " +
+            `'{"enabled":true,"checkpoints":[{"typ":"baseten_latest_checkpoint","project_name":"P"}]}'`,
+          parseJsonObject("--load-checkpoint-config"),
+        )
+        .option("--no-logs", "do not send CMD's stdout/stderr to the job's logs (CMD then writes to the terminal itself)")
+        .option("--log-buffer <size>", "most of CMD's output held for the server; beyond it the oldest lines are dropped (default 8MiB)", parseByteSize("--log-buffer"))
+        .option("--log-flush-timeout <seconds>", "after CMD exits, how long the last output may take to reach the server (default 5)", parseSeconds("--log-flush-timeout")),
     ),
   ).action(async (command: string[], opts: RunOptions) => {
     process.exitCode = await runTraining(command, opts);
@@ -62,6 +89,8 @@ async function runTraining(command: string[], opts: RunOptions): Promise<number>
   const client = clientFrom(opts);
   const isLeader = opts.nodeRank === 0;
   const { project, job } = await createOrJoinJob(client, opts);
+  const loaded = await loadCheckpointsBeforeStart(client, project, job, opts);
+  if (loaded === "failed") return 1;
   const dir = resolve(opts.checkpointDir ?? join("ckpt-checkpoints", job.id, `rank-${opts.nodeRank}`));
   await mkdir(dir, { recursive: true });
 
@@ -82,11 +111,30 @@ async function runTraining(command: string[], opts: RunOptions): Promise<number>
 
   const stopWatching = new AbortController();
   const watching = sync.watch(stopWatching.signal);
-  const exit = await runCommand(command, trainingEnv({ client, project, job, nodeRank: opts.nodeRank, dir }), () => {
+  const shipper = opts.logs
+    ? new LogShipper({
+        client,
+        projectId: project.id,
+        jobId: job.id,
+        nodeRank: opts.nodeRank,
+        maxBufferedBytes: opts.logBuffer,
+        notBeforeMs: Date.parse(job.created_at),
+        onWarning: log,
+      })
+    : null;
+  const env = trainingEnv({ client, project, job, nodeRank: opts.nodeRank, dir });
+  if (loaded) {
+    env.BT_LOAD_CHECKPOINT_DIR = loaded;
+    env.CKPT_LOAD_CHECKPOINT_DIR = loaded;
+  }
+  // Python block-buffers a pipe; line by line, its output reaches the terminal and the logs as it is written.
+  if (shipper && env.PYTHONUNBUFFERED === undefined) env.PYTHONUNBUFFERED = "1";
+  const exit = await runCommand(command, env, shipper, () => {
     // First signal after the command ended: cut the final sync short. Another one: leave now.
     if (hardStop.signal.aborted) process.exit(130);
     hardStop.abort();
   });
+  const logSummary = shipper ? shipper.close((opts.logFlushTimeout ?? 5) * 1000) : null;
   stopWatching.abort();
   await watching;
 
@@ -95,6 +143,7 @@ async function runTraining(command: string[], opts: RunOptions): Promise<number>
   const summary = await sync.drain({ assumeComplete: true });
   await sync.close();
   reportFinalSync(summary, { exit, unsettledAtExit, interrupted: hardStop.signal.aborted, jobId: job.id, dir, opts });
+  if (logSummary) reportLogs(await logSummary);
 
   if (isLeader) await reportJobOutcome(client, project.id, job.id, finalJobChange(exit, summary));
   return exitCodeOf(exit);
@@ -106,11 +155,57 @@ async function createOrJoinJob(client: CkptClient, opts: RunOptions): Promise<{ 
   if (jobId === undefined) {
     if (opts.nodeRank > 0) throw new CliError(`rank ${opts.nodeRank} joins rank 0's job: pass --job <id> or set CKPT_JOB_ID`);
     const project = await resolveOrCreateProject(client, opts.project);
-    const job = await client.createJob(project.id, opts.jobName === undefined ? {} : { name: opts.jobName });
+    const spec: Record<string, unknown> = opts.jobName === undefined ? {} : { name: opts.jobName };
+    if (opts.loadCheckpointConfig) spec.runtime = { load_checkpoint_config: opts.loadCheckpointConfig };
+    const job = await client.createJob(project.id, spec);
     return { project, job };
   }
+  if (opts.loadCheckpointConfig) throw new CliError("--load-checkpoint-config applies to the job ckpt run creates; the given job has its own");
   const project = await client.resolveProject(opts.project);
   return { project, job: await client.getJob(project.id, jobId) };
+}
+
+/**
+ * Baseten's checkpoint loading: the job's `runtime.load_checkpoint_config`, resolved by the
+ * server, downloaded for this rank before the command starts. Answers the download folder (null
+ * when the job loads nothing), or "failed" once the job is marked FAILED (rank 0) and the reason
+ * printed: the command is not started without the checkpoints it asked for.
+ */
+async function loadCheckpointsBeforeStart(
+  client: CkptClient,
+  project: TrainingProject,
+  job: TrainingJob,
+  opts: RunOptions,
+): Promise<string | null | "failed"> {
+  const isLeader = opts.nodeRank === 0;
+  try {
+    const plan = await getLoadCheckpointPlan(client, project.id, job.id);
+    if (!plan.enabled) return null;
+    if (isLeader) await client.updateJob(project.id, job.id, { current_status: "TRAINING_JOB_DEPLOYING", error_message: null });
+    if (!opts.quiet) log(`loading ${plan.checkpoints.length} checkpoint(s) into ${plan.download_folder}/rank-${opts.nodeRank}`);
+    const loaded = await loadCheckpoints({ client, plan, nodeRank: opts.nodeRank });
+    if (!opts.quiet && loaded)
+      for (const d of loaded.downloads) log(`loaded checkpoint ${d.checkpoint ?? "?"}: ${d.files.length} file(s), ${d.downloaded} downloaded, ${d.skipped} already there`);
+    return loaded?.dir ?? null;
+  } catch (err) {
+    const message = `could not load checkpoints: ${(err as Error).message}`;
+    log(message);
+    if (isLeader) await reportJobOutcome(client, project.id, job.id, { current_status: "TRAINING_JOB_FAILED", error_message: message });
+    return "failed";
+  }
+}
+
+function parseJsonObject(name: string) {
+  return (raw: string): Record<string, unknown> => {
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new CliError(`${name} must be JSON (got '${raw}')`);
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new CliError(`${name} must be a JSON object`);
+    return value as Record<string, unknown>;
+  };
 }
 
 /** A training launcher should not need a separate step to create its project. */
@@ -151,9 +246,21 @@ function trainingEnv(args: { client: CkptClient; project: TrainingProject; job: 
  * Ctrl-C already reached the command through the terminal's process group, and a second SIGINT
  * could interrupt the handler that is saving a last checkpoint. A repeated SIGINT is forwarded.
  */
-async function runCommand(command: string[], env: NodeJS.ProcessEnv, onSignalAfterExit: () => void): Promise<CommandExit> {
+async function runCommand(
+  command: string[],
+  env: NodeJS.ProcessEnv,
+  shipper: LogShipper | null,
+  onSignalAfterExit: () => void,
+): Promise<CommandExit> {
   const [file, ...args] = command as [string, ...string[]];
-  const child = spawn(file, args, { env, stdio: "inherit" });
+  const child = spawn(file, args, { env, stdio: shipper ? ["inherit", "pipe", "pipe"] : "inherit" });
+  // Teed, not inherited: the terminal gets every byte as before, the shipper a copy it may drop.
+  const output = shipper
+    ? Promise.all([
+        tee(child.stdout!, process.stdout, (chunk) => shipper.write("stdout", chunk)),
+        tee(child.stderr!, process.stderr, (chunk) => shipper.write("stderr", chunk)),
+      ])
+    : Promise.resolve();
   let exited = false;
   let stopRequested = false;
   let interrupts = 0;
@@ -171,6 +278,8 @@ async function runCommand(command: string[], env: NodeJS.ProcessEnv, onSignalAft
     child.once("exit", (code, signal) => resolveExit({ code, signal, spawnError: null }));
   });
   exited = true;
+  // The last output may still be in the pipes; a daemon the command left behind may hold them open.
+  await Promise.race([output, sleep(2000)]);
   // The relay stays installed until we exit: a late signal must cut the final sync short, not kill us mid-journal.
   return { ...ended, stopRequested };
 }
@@ -205,6 +314,16 @@ function reportFinalSync(
     const finish = `ckpt sync --project ${opts.project} --job ${context.jobId} --node-rank ${opts.nodeRank} ${context.dir}`;
     log(`${context.interrupted ? "final sync interrupted" : "some files did not upload"}; \`${finish}\` finishes them`);
   }
+}
+
+/** The job's logs lost lines only when the server could not keep up: say how many. */
+function reportLogs(summary: LogShipSummary): void {
+  if (summary.droppedLines === 0) return;
+  const why = summary.lastError ? ` (last error: ${summary.lastError})` : "";
+  log(
+    `warning: ${summary.droppedLines} line(s) of the command's output were not sent to the job's logs${why}; ` +
+      `${summary.sentLines} were. The output shown here is complete.`,
+  );
 }
 
 /** Names one per line, indented; a long list is cut short. */

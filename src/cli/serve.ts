@@ -19,6 +19,7 @@ export function registerServe(program: Command): void {
     .option("--url-ttl <seconds>", "presigned URL lifetime (env CKPT_URL_TTL; default 604800 = 7 days)")
     .option("--max-page-size <n>", "largest checkpoint_files page (env CKPT_MAX_PAGE_SIZE; default 1000)")
     .option("--max-files-per-job <n>", "new files beyond this are refused with 409 (env CKPT_MAX_FILES_PER_JOB; default 10000000)")
+    .option("--max-log-lines-per-job <n>", "training-log lines kept per job, the oldest dropped beyond (env CKPT_MAX_LOG_LINES_PER_JOB; default 200000)")
     .option("--json-body-limit <bytes>", "largest JSON request body, 413 above (env CKPT_JSON_BODY_LIMIT; default 1048576)")
     .option("--log-level <level>", "fatal|error|warn|info|debug (env CKPT_LOG_LEVEL; default info)")
     .option("--public", "allow listening on a non-loopback address")

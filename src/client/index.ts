@@ -16,6 +16,8 @@ export { listCheckpoints } from "./list-checkpoints.js";
 export { listJobs } from "./list-jobs.js";
 export { listProjects } from "./list-projects.js";
 export { getJob } from "./get-job.js";
+export { LogShipper, type LogShipperOptions, type LogShipSummary, type OutputStream } from "./logs/log-shipper.js";
+export { getLoadCheckpointPlan, loadCheckpoints, LoadCheckpointError, type LoadCheckpointPlan, type LoadedCheckpoints } from "./load-checkpoints.js";
 export { downloadCheckpoint } from "./download/download-checkpoint.js";
 export { DEFAULT_RETRY_POLICY, DEFAULT_TUNING } from "./download/types.js";
 export type {

@@ -38,6 +38,8 @@ export interface ServiceLimits {
   urlTtlSeconds: number;
   /** New files beyond this count are refused with a 409 (replacements are always allowed). */
   maxFilesPerJob: number;
+  /** Training-log lines kept per job (see domain/logs.ts); its default when absent. */
+  maxLogLinesPerJob?: number;
 }
 
 export interface Caller {

@@ -18,6 +18,9 @@ import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js"
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
 import { jobRoutes } from "./routes/jobs.js";
+import { logRoutes } from "./routes/logs.js";
+import { loadCheckpointRoutes } from "./routes/load-checkpoints.js";
+import { JobLogs } from "../domain/logs.js";
 import { projectRoutes } from "./routes/projects.js";
 import { trainingJobsSearchRoute } from "./routes/training-jobs-search.js";
 import { uploadRoutes } from "./routes/uploads.js";
@@ -129,6 +132,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });
     await api.register(uploadCheckpointFileRoute, { service: options.service });
     await api.register(uploadRoutes, { service: options.service });
+    await api.register(loadCheckpointRoutes, { service: options.service });
+    await api.register(logRoutes, { logs: new JobLogs(options.service, options.service.limits.maxLogLinesPerJob) });
   });
 
   if (options.signer) {

@@ -50,6 +50,7 @@ export async function openRuntime(config: ServerConfig): Promise<Runtime> {
     maxPageSize: config.maxPageSize,
     urlTtlSeconds: config.urlTtlSeconds,
     maxFilesPerJob: config.maxFilesPerJob,
+    maxLogLinesPerJob: config.maxLogLinesPerJob,
   });
   return {
     service,

@@ -106,6 +106,27 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX jobs_org_status_created ON jobs (org_id, status, created_at, created_seq) WHERE deleted_at IS NULL;
     `,
   },
+  {
+    // Training logs; mirrors SQLite's version 11.
+    version: 11,
+    sql: `
+      CREATE TABLE job_log_lines (
+        job_id text NOT NULL,
+        seq bigint NOT NULL,
+        ts_ns bigint NOT NULL,
+        node_rank integer NOT NULL,
+        stream text NOT NULL,
+        level text,
+        message text NOT NULL,
+        PRIMARY KEY (job_id, seq)
+      );
+      CREATE INDEX job_log_lines_time ON job_log_lines (job_id, ts_ns, seq);
+      CREATE TABLE job_log_state (
+        job_id text PRIMARY KEY,
+        next_seq bigint NOT NULL
+      );
+    `,
+  },
 ];
 
 /**

@@ -16,6 +16,7 @@ import type {
 import type { MetadataStore } from "./store.js";
 import { migratePostgres } from "./postgres-migrations.js";
 import { inTransaction } from "./postgres-transaction.js";
+import type { LogLevel, LogLineRecord, LogQuery, LogStream, NewLogLine } from "../../domain/logs.js";
 
 /**
  * The database clock, at the millisecond precision of `Date.toISOString()`: several servers
@@ -346,6 +347,8 @@ export class PostgresMetadataStore implements MetadataStore {
       const job = await db.query("SELECT 1 FROM jobs WHERE id = $1 AND deleted_at IS NOT NULL FOR UPDATE", [jobId]);
       if (job.rowCount === 0) return;
       await db.query("DELETE FROM checkpoint_files WHERE job_id = $1", [jobId]);
+      await db.query("DELETE FROM job_log_lines WHERE job_id = $1", [jobId]);
+      await db.query("DELETE FROM job_log_state WHERE job_id = $1", [jobId]);
       await db.query("DELETE FROM jobs WHERE id = $1", [jobId]);
     });
   }
@@ -500,5 +503,67 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async listExpiredUploads(now: string): Promise<UploadRecord[]> {
     return this.rows<UploadRecord>(`SELECT ${UPLOAD} FROM uploads WHERE expires_at < $1 ORDER BY expires_at`, [now]);
+  }
+
+  // --- Training logs ----------------------------------------------------------------------------
+
+  async appendLogLines(jobId: string, lines: NewLogLine[], maxLinesPerJob: number): Promise<{ stored: number } | "job-gone"> {
+    return inTransaction(this.pool, async (db) => {
+      // FOR SHARE: a purge (FOR UPDATE) waits for this batch, and a batch waits for a purge.
+      const job = await db.query(`SELECT 1 FROM jobs WHERE id = $1 AND ${LIVE} FOR SHARE`, [jobId]);
+      if (job.rowCount === 0) return "job-gone" as const;
+      // Reserves this batch's positions; concurrent batches of one job get disjoint ranges.
+      const reserved = await db.query<{ next_seq: number }>(
+        `INSERT INTO job_log_state (job_id, next_seq) VALUES ($1, $2)
+         ON CONFLICT (job_id) DO UPDATE SET next_seq = job_log_state.next_seq + $2
+         RETURNING next_seq`,
+        [jobId, lines.length],
+      );
+      const end = reserved.rows[0]!.next_seq;
+      const first = end - lines.length;
+      if (lines.length > 0) {
+        await db.query(
+          `INSERT INTO job_log_lines (job_id, seq, ts_ns, node_rank, stream, level, message)
+           SELECT $1, $2::bigint + ord - 1, ts, rank, stream, level, message
+           FROM unnest($3::bigint[], $4::integer[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY
+             AS l(ts, rank, stream, level, message, ord)`,
+          [
+            jobId,
+            first,
+            lines.map((l) => l.timestampNs),
+            lines.map((l) => l.nodeRank),
+            lines.map((l) => l.stream),
+            lines.map((l) => l.level),
+            lines.map((l) => l.message),
+          ],
+        );
+      }
+      if (end > maxLinesPerJob) await db.query("DELETE FROM job_log_lines WHERE job_id = $1 AND seq < $2", [jobId, end - maxLinesPerJob]);
+      return { stored: lines.length };
+    });
+  }
+
+  async queryLogLines(query: LogQuery): Promise<LogLineRecord[]> {
+    const order = query.direction === "asc" ? "ASC" : "DESC";
+    const params: unknown[] = [query.jobId, query.fromNs.toString(), query.untilNs.toString(), query.limit];
+    let levelFilter = "";
+    if (query.levels !== null) {
+      params.push(query.levels);
+      levelFilter = "AND level = ANY($5::text[])";
+    }
+    const { rows } = await this.pool.query<{ seq: number; ts: string; nodeRank: number; stream: string; level: string | null; message: string }>(
+      `SELECT seq, ts_ns::text AS ts, node_rank AS "nodeRank", stream, level, message FROM job_log_lines
+       WHERE job_id = $1 AND ts_ns >= $2::bigint AND ts_ns < $3::bigint ${levelFilter}
+       ORDER BY ts_ns ${order}, seq ${order} LIMIT $4`,
+      params,
+    );
+    return rows.map((r) => ({
+      seq: r.seq,
+      timestampNs: r.ts,
+      nodeRank: r.nodeRank,
+      stream: r.stream as LogStream,
+      level: r.level as LogLevel | null,
+      message: r.message,
+    }));
   }
 }

@@ -88,4 +88,26 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX jobs_org_status_created ON jobs (org_id, status, created_at) WHERE deleted_at IS NULL;
     `,
   },
+  {
+    // Training logs: one row per line; job_log_state numbers a job's lines so the oldest can be
+    // dropped by range once a job has more than its cap.
+    version: 11,
+    sql: `
+      CREATE TABLE job_log_lines (
+        job_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        ts_ns INTEGER NOT NULL,
+        node_rank INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        level TEXT,
+        message TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+      ) WITHOUT ROWID;
+      CREATE INDEX job_log_lines_time ON job_log_lines (job_id, ts_ns, seq);
+      CREATE TABLE job_log_state (
+        job_id TEXT PRIMARY KEY,
+        next_seq INTEGER NOT NULL
+      );
+    `,
+  },
 ];

@@ -15,6 +15,7 @@ import type {
 import type { MetadataStore } from "./store.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import { ancestorsOf } from "../../domain/names.js";
+import type { LogLevel, LogLineRecord, LogQuery, LogStream, NewLogLine } from "../../domain/logs.js";
 
 const nowIso = () => new Date().toISOString();
 
@@ -396,6 +397,7 @@ export class SqliteMetadataStore implements MetadataStore {
       // Only a job marked deleted is purged: a live job must keep its files (and fileCount).
       if (!this.stmts.deletedJobById.get(jobId)) return;
       this.stmts.purgeFiles.run(jobId);
+      this.purgeLogLines(jobId);
       this.stmts.purgeJob.run(jobId);
     }).immediate();
   }
@@ -495,5 +497,82 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async listExpiredUploads(now: string): Promise<UploadRecord[]> {
     return this.stmts.expiredUploads.all(now) as UploadRecord[];
+  }
+
+  // --- Training logs ----------------------------------------------------------------------------
+
+  private logStatements?: ReturnType<SqliteMetadataStore["prepareLogStatements"]>;
+  private readonly logQueries = new Map<string, Database.Statement>();
+
+  private get logStmts() {
+    return (this.logStatements ??= this.prepareLogStatements());
+  }
+
+  private prepareLogStatements() {
+    const db = this.db;
+    return {
+      nextSeq: db.prepare("SELECT next_seq FROM job_log_state WHERE job_id = ?"),
+      setNextSeq: db.prepare(
+        "INSERT INTO job_log_state (job_id, next_seq) VALUES (?, ?) ON CONFLICT (job_id) DO UPDATE SET next_seq = excluded.next_seq",
+      ),
+      insertLine: db.prepare(
+        "INSERT INTO job_log_lines (job_id, seq, ts_ns, node_rank, stream, level, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      dropOldest: db.prepare("DELETE FROM job_log_lines WHERE job_id = ? AND seq < ?"),
+      purgeLines: db.prepare("DELETE FROM job_log_lines WHERE job_id = ?"),
+      purgeState: db.prepare("DELETE FROM job_log_state WHERE job_id = ?"),
+    };
+  }
+
+  private purgeLogLines(jobId: string): void {
+    this.logStmts.purgeLines.run(jobId);
+    this.logStmts.purgeState.run(jobId);
+  }
+
+  async appendLogLines(jobId: string, lines: NewLogLine[], maxLinesPerJob: number): Promise<{ stored: number } | "job-gone"> {
+    const stmts = this.logStmts;
+    return this.db.transaction((): { stored: number } | "job-gone" => {
+      if (!this.stmts.liveJobById.get(jobId)) return "job-gone";
+      const state = stmts.nextSeq.get(jobId) as { next_seq: number } | undefined;
+      let seq = state?.next_seq ?? 0;
+      for (const line of lines) {
+        stmts.insertLine.run(jobId, seq++, BigInt(line.timestampNs), line.nodeRank, line.stream, line.level, line.message);
+      }
+      stmts.setNextSeq.run(jobId, seq);
+      if (seq > maxLinesPerJob) stmts.dropOldest.run(jobId, seq - maxLinesPerJob);
+      return { stored: lines.length };
+    }).immediate();
+  }
+
+  async queryLogLines(query: LogQuery): Promise<LogLineRecord[]> {
+    const levels = query.levels ?? [];
+    const key = `${query.direction}:${query.levels === null ? "all" : levels.length}`;
+    let stmt = this.logQueries.get(key);
+    if (!stmt) {
+      const order = query.direction === "asc" ? "ASC" : "DESC";
+      const levelFilter = query.levels === null ? "" : `AND level IN (${levels.map(() => "?").join(", ") || "NULL"})`;
+      stmt = this.db.prepare(
+        `SELECT seq, CAST(ts_ns AS TEXT) AS ts, node_rank, stream, level, message FROM job_log_lines
+         WHERE job_id = ? AND ts_ns >= ? AND ts_ns < ? ${levelFilter}
+         ORDER BY ts_ns ${order}, seq ${order} LIMIT ?`,
+      );
+      this.logQueries.set(key, stmt);
+    }
+    const rows = stmt.all(query.jobId, query.fromNs, query.untilNs, ...levels, query.limit) as {
+      seq: number;
+      ts: string;
+      node_rank: number;
+      stream: string;
+      level: string | null;
+      message: string;
+    }[];
+    return rows.map((r) => ({
+      seq: r.seq,
+      timestampNs: r.ts,
+      nodeRank: r.node_rank,
+      stream: r.stream as LogStream,
+      level: r.level as LogLevel | null,
+      message: r.message,
+    }));
   }
 }

@@ -10,6 +10,7 @@ import type {
   SyncStatus,
   UploadRecord,
 } from "../../domain/types.js";
+import type { LogLineRecord, LogQuery, NewLogLine } from "../../domain/logs.js";
 
 /**
  * Everything ckpt remembers besides the bytes. Each backend (SQLite, PostgreSQL) implements this
@@ -106,4 +107,13 @@ export interface MetadataStore {
   /** True when this call removed it (so exactly one of two racing completions proceeds). */
   deleteUpload(uploadId: string): Promise<boolean>;
   listExpiredUploads(nowIso: string): Promise<UploadRecord[]>;
+
+  // Training logs (what `ckpt run` tees from the command's stdout/stderr)
+  /**
+   * Appends lines in order, then drops the job's oldest lines beyond `maxLinesPerJob`.
+   * "job-gone" when the job does not exist or is being deleted (nothing is stored then).
+   */
+  appendLogLines(jobId: string, lines: NewLogLine[], maxLinesPerJob: number): Promise<{ stored: number } | "job-gone">;
+  /** Lines with fromNs <= timestamp < untilNs, ordered by (timestamp, arrival), at most `limit`. */
+  queryLogLines(query: LogQuery): Promise<LogLineRecord[]>;
 }
