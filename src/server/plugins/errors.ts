@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, insufficientStorage } from "../../domain/errors.js";
@@ -33,6 +34,12 @@ export function installErrorHandling(app: FastifyInstance): void {
       const full = insufficientStorage("the metadata store is out of space");
       return reply.status(full.statusCode).send({ message: full.message, code: full.code });
     }
+    // A store that cannot be reached (PostgreSQL or S3 down, restarting, out of connections)
+    // is a 503 the client may retry, said at once: readiness reports the same to the balancer.
+    if (isStoreUnreachable(err)) {
+      request.log.error({ err }, "a store is unreachable");
+      return reply.status(503).header("retry-after", "1").send({ message: "a backing store is unavailable; retry shortly", code: "SERVICE_UNAVAILABLE" });
+    }
     const status = fe.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       return reply.status(status).send({ message: fe.message, code: fe.code ?? "BAD_REQUEST" });
@@ -44,6 +51,22 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ message: `no route for ${request.method} ${request.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
+}
+
+const NETWORK_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"]);
+
+/**
+ * Errors that mean "the database or object store is not there right now", not a bug: network
+ * errors (also as an error's cause, as the AWS SDK wraps them), PostgreSQL's connection
+ * exceptions (class 08) and shutdown states (57P01-57P03), node-postgres' own connection errors.
+ */
+export function isStoreUnreachable(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 3) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && (NETWORK_ERRORS.has(code) || code.startsWith("08") || /^57P0[1-3]$/.test(code))) return true;
+  if (/^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(err.message)) return true;
+  if (err.name === "TimeoutError" || err.name === "AbortError") return depth > 0 || (err as { $metadata?: unknown }).$metadata !== undefined;
+  return isStoreUnreachable(err.cause, depth + 1) || (err instanceof AggregateError && err.errors.some((e) => isStoreUnreachable(e, depth + 1)));
 }
 
 /**
@@ -60,7 +83,7 @@ export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoExcep
         ? [408, "Request Timeout", "the request's headers did not arrive in time", "REQUEST_TIMEOUT"]
         : [400, "Bad Request", "malformed HTTP request", "BAD_REQUEST"];
   this.log.debug({ code: err.code }, "client error: %s", message);
-  if (socket.writable) socket.end(rawResponse(status, reason, JSON.stringify({ message, code })));
+  if (socket.writable) socket.end(rawResponse(status, reason, JSON.stringify({ message, code, request_id: randomUUID() })));
   socket.destroySoon();
 }
 
