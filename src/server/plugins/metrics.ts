@@ -54,9 +54,9 @@ export function installRequestMetrics(app: FastifyInstance, metrics: ServerMetri
     if (kind === null) return;
     const reason = !finished && status < 400 ? "CLIENT_CLOSED" : (request.answeredErrorCode ?? `HTTP_${status}`);
     if (route === BEGIN_UPLOAD) {
-      if (status === 201) metrics.uploadBegun("direct");
+      if (status < 300) metrics.uploadBegun("direct");
     } else if (route === ABORT_UPLOAD) {
-      if (status === 200) metrics.uploadFailed("direct", "ABORTED");
+      if (status < 300) metrics.uploadFailed("direct", "ABORTED");
     } else if (status === 201 && finished) {
       metrics.uploadCompleted(kind);
     } else {
