@@ -111,9 +111,9 @@ describe("ckpt serve", () => {
     });
   }
 
-  test("kill -9 mid-upload: after restart every acknowledged file is listed intact and nothing partial is", async () => {
+  test("kill -9 mid-upload (of the primary of two workers): after restart every acknowledged file is listed intact and nothing partial is", async () => {
     const dir = dataDir();
-    let server = await spawnServer(dir);
+    let server = await spawnServer(dir, { CKPT_WORKERS: "2" });
     const key = await createKey(dir);
     const { client, jobPath } = await projectAndJob(server.baseUrl, key);
     const acknowledged = new Map<string, string>();
