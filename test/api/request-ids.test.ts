@@ -87,6 +87,13 @@ describe("request ids", () => {
     assert.equal(bad.body.request_id, bad.headers.get("x-request-id"));
   });
 
+  test("errors raised before any route runs carry it too (malformed percent-encoding)", async () => {
+    const res = await fetch(`${baseUrl}/v1/training_projects/%zz`, { headers: { "x-request-id": "early-1" } });
+    assert.equal(res.status, 400);
+    assert.equal(res.headers.get("x-request-id"), "early-1");
+    assert.equal(((await res.json()) as { request_id: string }).request_id, "early-1");
+  });
+
   test("downloads (answered before Fastify routing) echo the id and put it in error bodies and log lines", async (t) => {
     if (stores.backend !== "sqlite-local") return t.skip("on S3 downloads go to the object store, not to ckpt");
     const client = api(baseUrl, key);

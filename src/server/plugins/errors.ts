@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, insufficientStorage } from "../../domain/errors.js";
+import { REQUEST_ID_HEADER } from "./request-id.js";
 import { errorSecurityHeaders } from "./security-headers.js";
 import { rawResponse } from "./slow-clients.js";
 
@@ -99,5 +100,8 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
   };
   const [status, message] = known[err.code] ?? [err.statusCode && err.statusCode < 500 ? err.statusCode : 400, "bad request"];
   request.log.info({ code: err.code }, message);
-  void reply.headers(errorSecurityHeaders()).status(status).send({ message, code: status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST" });
+  void reply
+    .headers({ ...errorSecurityHeaders(), [REQUEST_ID_HEADER]: request.id })
+    .status(status)
+    .send({ message, code: status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST", request_id: request.id });
 }
