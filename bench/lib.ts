@@ -144,7 +144,8 @@ export async function startServer(options: {
       ? ["serve", "--port", String(port), "--data-dir", options.dataDir, "--log-level", "warn"]
       : ["--port", String(port), "--data-dir", options.dataDir, ...(options.scriptArgs ?? [])];
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...args], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
+    // One process unless a scenario asks for workers: the scenarios read one pid's CPU and memory.
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, CKPT_WORKERS: "1", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const stop = onCleanup(() => killAndWait(child, 10_000));

@@ -29,6 +29,7 @@
  * BENCH_CPU_PROF=<dir> makes the ckpt server write a V8 CPU profile there (node --cpu-prof).
  */
 import { existsSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { spawn } from "node:child_process";
@@ -174,7 +175,7 @@ function cycleScript(paths: string[]): string {
 }
 
 interface Side {
-  name: "ckpt" | "nginx" | "node floor" | "ckpt behind nginx";
+  name: "ckpt" | "nginx" | "node floor" | "ckpt behind nginx" | "ckpt, N workers";
   baseUrl: string;
   /** CPU time of the whole server (nginx: master and workers) so far, in ms. */
   cpuMs(): number;
@@ -208,11 +209,14 @@ export async function runServingBench(opts: { quick: boolean }): Promise<Row[]> 
     const nginx = await startNginx(data.path);
     if (!nginx) return [row({ scenario: "3. serving", ckpt: Number.NaN, anchor: Number.NaN, unit: "", note: "skipped: nginx is not installed" })];
     const prof = process.env.BENCH_CPU_PROF;
-    const ckpt = await startServer({ dataDir: data.path, nodeArgs: prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [] });
+    // One process, as before --workers existed, and one worker per core (`ckpt serve`'s default).
+    const ckpt = await startServer({ dataDir: data.path, env: { CKPT_WORKERS: "1" }, nodeArgs: prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [] });
+    const workers = availableParallelism();
+    const clustered = await startServer({ dataDir: data.path, env: { CKPT_WORKERS: String(workers) } });
     const floor = await startServer({ dataDir: data.path, script: STATIC_FLOOR });
     // A second ckpt on the same data directory (same database, same URL-signing keyring), in
     // the X-Accel-Redirect deployment behind its own nginx.
-    const accelCkpt = await startServer({ dataDir: data.path, env: { CKPT_ACCEL_REDIRECT: ACCEL_PREFIX } });
+    const accelCkpt = await startServer({ dataDir: data.path, env: { CKPT_ACCEL_REDIRECT: ACCEL_PREFIX, CKPT_WORKERS: "1" } });
     const accelNginx = (await startNginx(data.path, { ckptUpstream: accelCkpt.baseUrl }))!;
     try {
       const ours: Side = { name: "ckpt", baseUrl: ckpt.baseUrl, cpuMs: () => cpuTimeMs(ckpt.pid) };
@@ -223,7 +227,8 @@ export async function runServingBench(opts: { quick: boolean }): Promise<Row[]> 
         baseUrl: accelNginx.baseUrl,
         cpuMs: () => treeCpuTimeMs(accelNginx.pid) + cpuTimeMs(accelCkpt.pid),
       };
-      const sides = [ours, theirs, bare, accel];
+      const many: Side = { name: "ckpt, N workers", baseUrl: clustered.baseUrl, cpuMs: () => treeCpuTimeMs(clustered.pid) };
+      const sides = [ours, theirs, bare, accel, many];
       const urls = await presignedUrls(ckpt.baseUrl, job);
       // Every side gets ckpt's presigned URL (nginx and the floor ignore the query string).
       const urlOn = (side: Side, url: string) => rebase(url, side.baseUrl);
@@ -261,6 +266,18 @@ export async function runServingBench(opts: { quick: boolean }): Promise<Row[]> 
           target: ">= 0.8x",
           meets: (r) => r >= 0.8,
           note: `same rounds; ckpt --accel-redirect verifies the URL, nginx sends the file; server CPU per GiB ${fmt(bigMed(accel, "cpuMsPerGiB"))} ms (nginx + ckpt)`,
+        }),
+      );
+
+      rows.push(
+        row({
+          scenario: `3. serving one ${bigSize / GiB} GiB file: ckpt --workers ${workers} vs nginx (curl)`,
+          ckpt: bigMed(many, "mibps"),
+          anchor: bigMed(theirs, "mibps"),
+          unit: "MiB/s",
+          target: ">= 0.8x",
+          meets: (r) => r >= 0.8,
+          note: `same rounds; one download is served by one worker, so more workers cannot speed it up; ckpt with 1 process ${fmt(bigMed(ours, "mibps"))} MiB/s`,
         }),
       );
 
@@ -310,6 +327,17 @@ export async function runServingBench(opts: { quick: boolean }): Promise<Row[]> 
             `server CPU ${fmt(smallMed(accel, "cpuMsPerGet") * 1000)} us/GET (nginx + ckpt) vs ${fmt(smallMed(theirs, "cpuMsPerGet") * 1000)} (nginx alone)`,
         }),
         row({
+          scenario: `3. serving ${SMALL_FILES.toLocaleString("en-US")} small files: ckpt --workers ${workers} vs nginx (wrk, ${CONNECTIONS} conns)`,
+          ckpt: smallMed(many, "rps"),
+          anchor: smallMed(theirs, "rps"),
+          unit: "GETs/s",
+          target: ">= 0.8x",
+          meets: (r) => r >= 0.8,
+          note:
+            `same rounds; ${workers} workers (node:cluster, one per core) vs ckpt in one process ${fmt(smallMed(ours, "rps"))} GETs/s ` +
+            `(${fmt(smallMed(many, "rps") / smallMed(ours, "rps"))}x); ${fmt(smallMed(many, "cpuMsPerGet") * 1000)} CPU us/GET over all workers; wrk shares the cores`,
+        }),
+        row({
           scenario: "3. serving small files: Node.js floor (bare node:http + createReadStream, no auth, no DB) vs nginx",
           ckpt: smallMed(bare, "rps"),
           anchor: smallMed(theirs, "rps"),
@@ -319,6 +347,7 @@ export async function runServingBench(opts: { quick: boolean }): Promise<Row[]> 
       );
     } finally {
       await ckpt.stop();
+      await clustered.stop();
       await floor.stop();
       await accelNginx.stop();
       await accelCkpt.stop();

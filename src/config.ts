@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 
 /**
@@ -59,6 +60,12 @@ export interface ServerConfig {
    * and nginx sends the bytes. Absent: ckpt sends them itself.
    */
   accelRedirect?: string;
+  /** Prometheus /metrics on a listener of its own; off when absent (README "Operating ckpt"). */
+  metrics?: { host: string; port: number };
+  /** Server processes sharing the port (node:cluster); 1 is a single process, no cluster. */
+  workers: number;
+  /** How long /readyz waits for each store before calling it failed. */
+  readinessTimeoutMs: number;
 }
 
 /** A token bucket per API key: `perSecond` requests a second on average, bursts up to `burst`. */
@@ -113,6 +120,10 @@ export interface ServerFlags {
   maxHeaderBytes?: string | number;
   gracePeriod?: string | number;
   accelRedirect?: string;
+  metricsPort?: string | number;
+  metricsHost?: string;
+  workers?: string | number;
+  readinessTimeout?: string | number;
 }
 
 export const DEFAULT_URL_TTL_SECONDS = 7 * 24 * 3600;
@@ -189,7 +200,18 @@ export function loadServerConfig(flags: ServerFlags = {}, rawEnv: NodeJS.Process
       maxHeaderBytes: integer("max header bytes", flags.maxHeaderBytes ?? env.CKPT_MAX_HEADER_BYTES, DEFAULT_CONNECTION_LIMITS.maxHeaderBytes, 1024, 1 << 20),
     },
     gracePeriodSeconds: integer("grace period", flags.gracePeriod ?? env.CKPT_GRACE_PERIOD, 30, 0, 3600),
+    metrics: metricsConfig(flags.metricsPort ?? env.CKPT_METRICS_PORT, flags.metricsHost ?? env.CKPT_METRICS_HOST, port),
+    workers: integer("workers", flags.workers ?? env.CKPT_WORKERS, availableParallelism(), 1, 256),
+    readinessTimeoutMs: integer("readiness timeout", flags.readinessTimeout ?? env.CKPT_READINESS_TIMEOUT_MS, 2000, 10, 60_000),
   };
+}
+
+function metricsConfig(rawPort: string | number | undefined, rawHost: string | undefined, apiPort: number): ServerConfig["metrics"] {
+  if (rawPort === undefined || rawPort === "") return undefined;
+  const port = integer("metrics port", rawPort, 0, 1, 65535);
+  if (port === apiPort) throw new ConfigError(`the metrics port must differ from the API port (both ${port})`);
+  const host = rawHost === undefined || rawHost === "" ? "127.0.0.1" : rawHost;
+  return { host, port };
 }
 
 function tlsConfig(certFile: string | undefined, keyFile: string | undefined): ServerConfig["tls"] {

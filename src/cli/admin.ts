@@ -7,6 +7,8 @@ import type { CkptService } from "../domain/service.js";
 import { CliError, table } from "./common.js";
 import { registerAdminImport } from "./admin-import.js";
 import { registerAdminMigrate } from "./admin-migrate.js";
+import { registerAdminAudit } from "./admin-audit.js";
+import { adminActor, recordAudit } from "../domain/audit.js";
 
 /** The metadata store the server would use: SQLite in --data-dir, or CKPT_DATABASE_URL. */
 async function openStore(opts: { dataDir?: string }) {
@@ -18,6 +20,7 @@ export function registerAdmin(program: Command): void {
   const admin = program.command("admin").description("administer a ckpt data directory (runs locally, no server needed)");
   registerAdminImport(admin);
   registerAdminMigrate(admin);
+  registerAdminAudit(admin);
 
   admin
     .command("create-key")
@@ -34,6 +37,7 @@ export function registerAdmin(program: Command): void {
         const org = await store.ensureOrganisation(opts.org);
         const key = issueKey();
         await store.insertApiKey({ keyId: key.keyId, orgId: org.id, secretHash: key.secretHash, ownerEmail });
+        await recordAudit(store, adminActor(), { action: "api_key.created", orgId: org.id, subject: key.keyId, details: { organisation: org.name } });
         process.stdout.write(`${key.plaintext}\n`);
         process.stderr.write(`created key ${key.keyId} for organisation '${org.name}': store it now, it is not shown again\n`);
       } finally {
@@ -51,6 +55,8 @@ export function registerAdmin(program: Command): void {
         // Accept the full key too, so a leaked key can be revoked by pasting it.
         const id = /^ckpt_([a-z0-9]+)\./.exec(keyId)?.[1] ?? keyId;
         if (!(await store.revokeApiKey(id))) throw new CliError(`no live API key with id '${id}'`);
+        const revoked = await store.findApiKey(id);
+        await recordAudit(store, adminActor(), { action: "api_key.revoked", orgId: revoked?.orgId ?? null, subject: id });
         process.stderr.write(`revoked key ${id}\n`);
       } finally {
         await store.close();
@@ -94,6 +100,16 @@ export function registerAdmin(program: Command): void {
     .action(async (opts) => {
       const config = loadServerConfig({ dataDir: opts.dataDir });
       const keyring = rotateKeyring(config.dataDir, Boolean(opts.revokePrevious));
+      const store = await openMetadataStore(config);
+      try {
+        await recordAudit(store, adminActor(), {
+          action: "url_secret.rotated",
+          subject: keyring.currentKeyId,
+          details: { revoke_previous: Boolean(opts.revokePrevious) },
+        });
+      } finally {
+        await store.close();
+      }
       process.stderr.write(
         `new URL signing secret ${keyring.currentKeyId}; ${opts.revokePrevious ? "earlier URLs are revoked" : `earlier URLs stay valid until they expire`}\n`,
       );

@@ -4,6 +4,9 @@ import pino from "pino";
 import { loadServerConfig } from "../config.js";
 import { buildApp, logSerializers } from "../server/app.js";
 import { openRuntime } from "../server/runtime.js";
+import { isClusterWorker, runClusterPrimary, shareMetricsWithPrimary, workerId } from "../server/cluster.js";
+import { ServerMetrics } from "../server/metrics.js";
+import { startMetricsListener } from "../server/metrics-listener.js";
 import { CliError } from "./common.js";
 
 const LOOPBACK = /^(127\.[0-9.]+|::1|localhost)$/;
@@ -33,6 +36,10 @@ export function registerServe(program: Command): void {
     .option("--max-header-bytes <n>", "largest header block, 431 above (env CKPT_MAX_HEADER_BYTES; default 16384)")
     .option("--grace-period <seconds>", "on SIGTERM, how long in-flight requests may take to finish (env CKPT_GRACE_PERIOD; default 30)")
     .option("--accel-redirect <internal-prefix>", "behind nginx: verify downloads, then let nginx send the file from this internal location via X-Accel-Redirect (env CKPT_ACCEL_REDIRECT; local blob store only)")
+    .option("--workers <n>", "server processes sharing the port, each a full server over the same stores (env CKPT_WORKERS; default the number of cores)")
+    .option("--metrics-port <port>", "serve Prometheus /metrics on this port (env CKPT_METRICS_PORT; default off)")
+    .option("--metrics-host <host>", "address of the metrics listener (env CKPT_METRICS_HOST; default 127.0.0.1)")
+    .option("--readiness-timeout <ms>", "how long /readyz waits for each store (env CKPT_READINESS_TIMEOUT_MS; default 2000)")
     .action(async (opts) => {
       const config = loadServerConfig(opts);
       // A server reachable from other machines must be a deliberate choice: plain HTTP would
@@ -49,13 +56,29 @@ export function registerServe(program: Command): void {
           throw new CliError(`cannot read the TLS certificate or key: ${(err as Error).message}`);
         }
       }
-      const logger = pino({ level: config.logLevel, serializers: logSerializers });
-      const runtime = await openRuntime(config);
+      const worker = isClusterWorker();
+      const base = pino({ level: config.logLevel, serializers: logSerializers });
+      const logger = worker ? base.child({ worker: workerId() }) : base;
+      // Migrations and the start-up sweeps (temporary files of dead uploads, expired direct
+      // uploads, interrupted deletes) run once, before any server answers: in the primary of a
+      // cluster, or here in a single process. Never in a worker, which would sweep the
+      // temporary files of uploads its siblings are writing.
+      const prepare = async () => {
+        const runtime = await openRuntime(config);
+        try {
+          const recovered = await runtime.service.recover();
+          if (recovered.incompleteUploadsRemoved || recovered.deletesFinished) logger.info(recovered, "recovered from an earlier unclean stop");
+        } finally {
+          await runtime.close();
+        }
+      };
+      if (!worker && config.workers > 1) return runClusterPrimary(config, logger, prepare);
+      if (!worker) await prepare();
+
+      const metrics = config.metrics ? new ServerMetrics() : undefined;
+      const runtime = await openRuntime(config, { metrics });
       // `ckpt admin rotate-url-secret` rewrites the keyring file; pick it up without a restart.
       runtime.signer?.followKeyringFile(config.dataDir);
-      const recovered = await runtime.service.recover();
-      if (recovered.incompleteUploadsRemoved || recovered.deletesFinished)
-        logger.info(recovered, "recovered from an earlier unclean stop");
       const app = await buildApp({
         service: runtime.service,
         signer: runtime.signer,
@@ -66,11 +89,17 @@ export function registerServe(program: Command): void {
         rateLimit: config.rateLimit,
         connectionLimits: config.connectionLimits,
         accelRedirect: config.accelRedirect,
+        metrics,
+        readinessTimeoutMs: config.readinessTimeoutMs,
       });
+      let metricsServer: import("node:http").Server | undefined;
+      if (metrics && worker) shareMetricsWithPrimary(metrics.registry);
+      else if (metrics && config.metrics)
+        metricsServer = await startMetricsListener(config.metrics, async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }), logger);
       await app.listen({ host: config.host, port: config.port });
       logger.info(
         { dataDir: config.dataDir, publicUrl: config.publicUrl, tls: Boolean(tls), rateLimit: config.rateLimit, accelRedirect: config.accelRedirect },
-        "ckpt serving",
+        worker ? "worker serving" : "ckpt serving",
       );
 
       // Draining: app.close() stops accepting connections at once (new ones are refused), answers
@@ -90,6 +119,7 @@ export function registerServe(program: Command): void {
         timer.unref();
         app.server.closeIdleConnections();
         await app.close();
+        metricsServer?.close();
         await runtime.close();
         process.exit(0);
       };

@@ -1,4 +1,6 @@
 import type { Readable } from "node:stream";
+import { recordAudit, type AuditActor, type AuditRecord } from "./audit.js";
+import { checkReadiness, type Readiness } from "./readiness.js";
 import { ApiError, badRequest, conflict, insufficientStorage, notFound, unauthorized } from "./errors.js";
 import { newId } from "./ids.js";
 import { keyFromAuthorization, parseKey, secretMatches } from "./keys.js";
@@ -7,6 +9,7 @@ import {
   JOB_SEARCH_ORDER_FIELDS,
   JOB_STATUSES,
   TERMINAL_STATUSES,
+  type AuditEntry,
   type CheckpointSummary,
   type JobSearch,
   type FileRecord,
@@ -103,6 +106,21 @@ export class CkptService {
     return { incompleteUploadsRemoved, deletesFinished: pending.length };
   }
 
+  // --- Operations: audit log and readiness ---------------------------------------------------
+
+  /**
+   * Records a state-changing action in the audit log (who, when, what; never a secret). Every
+   * feature that changes or removes something calls this once the change has taken effect.
+   */
+  async audit(actor: AuditActor, record: AuditRecord): Promise<AuditEntry> {
+    return recordAudit(this.metadata, actor, record);
+  }
+
+  /** A query on each store, each bounded by `timeoutMs` (the /readyz probe). */
+  async readiness(timeoutMs: number): Promise<Readiness> {
+    return checkReadiness(this.metadata, this.blobs, timeoutMs);
+  }
+
   // --- Auth -----------------------------------------------------------------------------------
 
   /** Looks the key up on every request (no cache), so a revocation takes effect at once. */
@@ -142,6 +160,7 @@ export class CkptService {
   async deleteProject(caller: Caller, projectId: string): Promise<void> {
     const marked = await this.metadata.markProjectDeleted(caller.orgId, projectId);
     if (!marked) throw notFound("training project");
+    await this.audit(caller, { action: "project.deleted", subject: projectId, details: { jobs: marked.jobIds.length } });
     for (const jobId of marked.jobIds) await this.purgeJob(projectId, jobId);
     await this.metadata.purgeDeletedProjects();
   }
@@ -221,6 +240,7 @@ export class CkptService {
   async deleteJob(caller: Caller, projectId: string, jobId: string): Promise<void> {
     await this.requireProject(caller, projectId);
     if (!(await this.metadata.markJobDeleted(caller.orgId, projectId, jobId))) throw notFound("training job");
+    await this.audit(caller, { action: "job.deleted", subject: jobId, details: { project_id: projectId } });
     await this.purgeJob(projectId, jobId);
   }
 

@@ -115,3 +115,26 @@ export interface UploadRecord {
   createdAt: string;
   expiresAt: string;
 }
+
+/**
+ * One state-changing action, as the audit log keeps it: who (the API key, or the local admin CLI),
+ * when, what and on what. Never a secret: subjects and details are ids and names only.
+ */
+export interface AuditEntry {
+  /** Increasing with time of recording. */
+  id: number;
+  at: string;
+  /** e.g. `api_key.created`, `project.deleted` (see AUDIT_ACTIONS; other features add theirs). */
+  action: string;
+  /** The API key that did it; null for the local admin CLI. */
+  keyId: string | null;
+  /** Who, for people: `key <id>` or `admin CLI (<user>@<host>)`. */
+  actor: string;
+  /** The organisation the action concerned, when there is one. */
+  orgId: string | null;
+  /** The id of what was acted on (a key, project, job, file ...). */
+  subject: string | null;
+  details: Record<string, string | number | boolean | null>;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, "id" | "at">;

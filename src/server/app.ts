@@ -25,6 +25,10 @@ import { projectRoutes } from "./routes/projects.js";
 import { trainingJobsSearchRoute } from "./routes/training-jobs-search.js";
 import { uploadRoutes } from "./routes/uploads.js";
 import { SharedSchemas } from "./schemas.js";
+import type { ServerMetrics } from "./metrics.js";
+import { installRequestMetrics } from "./plugins/metrics.js";
+import { installRequestIds, requestIdOf } from "./plugins/request-id.js";
+import { healthRoutes } from "./routes/health.js";
 
 export interface AppOptions {
   service: CkptService;
@@ -43,6 +47,10 @@ export interface AppOptions {
   connectionLimits?: ConnectionLimits;
   /** nginx's internal location of the blob directory: downloads answer with X-Accel-Redirect to it. */
   accelRedirect?: string;
+  /** Request counters and timings (README "Operating ckpt"); none when absent. */
+  metrics?: ServerMetrics;
+  /** How long /readyz waits for each store; 2 s when absent. */
+  readinessTimeoutMs?: number;
 }
 
 /** Strips query strings from logged URLs: presigned URLs carry their signature there. */
@@ -79,6 +87,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     frameworkErrors,
     trustProxy: options.trustProxy ?? false,
     return503OnClosing: true,
+    // Every request has an id: the caller's X-Request-Id if acceptable, else a new one
+    // (plugins/request-id.ts); Fastify logs it as REQUEST_ID_LOG_LABEL, its default label.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
   };
   const app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -115,12 +127,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   installErrorHandling(app);
   installSecurityHeaders(app, { hsts: options.tls !== undefined });
+  installRequestIds(app);
+  if (options.metrics) installRequestMetrics(app, options.metrics);
   // Before any route is registered, so the hooks and the parser apply to all of them.
   limitBufferedBodyTime(app, limits.requestTimeoutSeconds * 1000);
   limitJsonDepth(app);
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
-  app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get("/healthz", { schema: { hide: true }, logLevel: "warn" }, async () => ({ ok: true }));
+  await app.register(healthRoutes, { service: options.service, timeoutMs: options.readinessTimeoutMs ?? 2000 });
 
   await app.register(async (api) => {
     requireApiKey(api, options.service);
@@ -151,6 +166,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       accelRedirect: options.accelRedirect,
       hsts: options.tls !== undefined,
       logger: options.logger,
+      metrics: options.metrics,
       isClosing: () => closing,
     });
     // Downloads are answered before Fastify routes them. Measured in the serving benchmark's

@@ -9,6 +9,7 @@ import { UrlSigner, loadOrCreateKeyring } from "../stores/blobs/url-signing.js";
 import { PostgresMetadataStore } from "../stores/metadata/postgres.js";
 import { SqliteMetadataStore } from "../stores/metadata/sqlite.js";
 import type { MetadataStore } from "../stores/metadata/store.js";
+import type { ServerMetrics } from "./metrics.js";
 
 export interface Runtime {
   service: CkptService;
@@ -24,9 +25,13 @@ export async function openMetadataStore(config: ServerConfig): Promise<MetadataS
   return new SqliteMetadataStore(join(config.dataDir, "ckpt.sqlite"));
 }
 
-/** Opens the stores a config names: the embedded default (SQLite + local disk) or PostgreSQL + S3. */
-export async function openRuntime(config: ServerConfig): Promise<Runtime> {
-  const metadata = await openMetadataStore(config);
+/**
+ * Opens the stores a config names: the embedded default (SQLite + local disk) or PostgreSQL + S3.
+ * With `metrics`, this composition root is where both stores are wrapped, once, to be timed.
+ */
+export async function openRuntime(config: ServerConfig, options: { metrics?: ServerMetrics } = {}): Promise<Runtime> {
+  const opened = await openMetadataStore(config);
+  const metadata = options.metrics ? options.metrics.instrumentMetadata(opened) : opened;
   let blobs: BlobStore;
   let signer: UrlSigner | undefined;
   try {
@@ -46,6 +51,7 @@ export async function openRuntime(config: ServerConfig): Promise<Runtime> {
     await metadata.close();
     throw err;
   }
+  if (options.metrics) blobs = options.metrics.instrumentBlobs(blobs);
   const service = new CkptService(metadata, blobs, {
     maxPageSize: config.maxPageSize,
     urlTtlSeconds: config.urlTtlSeconds,

@@ -8,7 +8,11 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const ErrorResponse = Type.Object(
-  { message: Type.String(), code: Type.Optional(Type.String()) },
+  {
+    message: Type.String(),
+    code: Type.Optional(Type.String()),
+    request_id: Type.Optional(Type.String({ description: "the request's id (its X-Request-Id), to find it in the server's log" })),
+  },
   { $id: "ErrorResponse", title: "ErrorResponse" },
 );
 

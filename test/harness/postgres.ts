@@ -28,6 +28,10 @@ export interface PostgresInstance {
   stop(): Promise<void>;
   /** Creates a fresh database (unique name unless given) and returns its URL. */
   createDatabase(name?: string): Promise<string>;
+  /** Stops the server (fast shutdown: connections are cut) and keeps its data, for outage tests. */
+  stopServer(): Promise<void>;
+  /** Starts the stopped server again on the same port and data; resolves once it accepts connections. */
+  startServer(): Promise<void>;
 }
 
 interface PgBin {
@@ -319,6 +323,12 @@ export async function startPostgres(): Promise<PostgresInstance | null> {
             rmSync(dir, { recursive: true, force: true });
           })();
           return stopped;
+        },
+        async stopServer() {
+          await runPg(bin.pgCtl, ["-D", dataDir, "-m", "fast", "-w", "-t", "20", "-s", "stop"], dir, 30_000);
+        },
+        async startServer() {
+          await runPg(bin.pgCtl, ["-D", dataDir, "-l", logFile, "-w", "-t", "60", "-s", "start"], dir, 90_000);
         },
         async createDatabase(name?: string) {
           const db = name ?? `t_${process.pid}_${++dbCounter}_${randomBytes(4).toString("hex")}`;

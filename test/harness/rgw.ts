@@ -40,6 +40,10 @@ export interface RgwInstance {
   stop(): Promise<void>;
   /** Creates a bucket (unique name unless given) and returns its name. */
   createBucket(name?: string): Promise<string>;
+  /** Stops the gateway alone (SIGTERM to radosgw; mon and OSD keep the data), for outage tests. */
+  stopGateway(): Promise<void>;
+  /** Starts radosgw again as it was started, and resolves once it answers HTTP. */
+  startGateway(): Promise<void>;
 }
 
 /** Repo root: walk up from this file (src in test/harness/, compiled in dist/test/harness/). */
@@ -229,6 +233,7 @@ export async function startRgw(): Promise<RgwInstance | null> {
     let client: S3Client | null = null;
     let stopped: Promise<void> | null = null;
     let bucketCounter = 0;
+    let gatewayArgv: string[] | undefined;
     return {
       endpoint,
       accessKeyId,
@@ -249,6 +254,27 @@ export async function startRgw(): Promise<RgwInstance | null> {
           if (res.code !== 0) throw new Error(`stop-rgw.sh failed (exit ${res.code}): ${res.stderr}`);
         })();
         return stopped;
+      },
+      async stopGateway() {
+        const pid = Number(readFileSync(join(rgwDir, "run", "rgw.pid"), "utf8").trim());
+        gatewayArgv ??= readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+        process.kill(pid, "SIGTERM");
+        for (let i = 0; i < 400 && alive(pid); i++) await sleep(50);
+        if (alive(pid)) process.kill(pid, "SIGKILL");
+      },
+      async startGateway() {
+        if (!gatewayArgv) throw new Error("startGateway() without stopGateway() first");
+        const [file, ...args] = gatewayArgv;
+        // radosgw daemonizes itself; the watchdog and stop-rgw.sh find it by its -c argument.
+        const child = spawn(file!, args, { detached: true, stdio: "ignore" });
+        child.on("error", () => {});
+        child.unref();
+        for (let i = 0; i < 1200; i++) {
+          const ok = await fetch(endpoint, { signal: AbortSignal.timeout(2000) }).then(() => true, () => false);
+          if (ok) return;
+          await sleep(50);
+        }
+        throw new Error("radosgw did not come back");
       },
       async createBucket(name?: string) {
         const bucket = name ?? `test-${process.pid}-${++bucketCounter}-${randomBytes(4).toString("hex")}`;

@@ -141,11 +141,14 @@ export interface ServerProcess {
   exited: Promise<number | null>;
 }
 
-/** `ckpt serve` as a child process, for tests that kill or signal the server. */
+/**
+ * `ckpt serve` as a child process, for tests that kill or signal the server. One process unless
+ * `env` sets CKPT_WORKERS (the tests about workers and draining do): each worker costs a start-up.
+ */
 export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", String(port), "--data-dir", dataDir], {
-    env: { PATH: process.env.PATH, ...env },
+    env: { PATH: process.env.PATH, CKPT_WORKERS: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

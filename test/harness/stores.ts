@@ -33,6 +33,11 @@ export interface TestStores {
   blobKeys(prefix: string): Promise<string[]>;
   /** Stores bytes at a blob key behind ckpt's back (what a crash or a bug could leave). */
   writeBlob(key: string, bytes: Buffer): Promise<void>;
+  /**
+   * On PostgreSQL + S3: stop and start each service for real (outage tests). Null on the
+   * embedded default, which has no service to stop.
+   */
+  services: { stopPostgres(): Promise<void>; startPostgres(): Promise<void>; stopRgw(): Promise<void>; startRgw(): Promise<void> } | null;
   stop(): Promise<void>;
 }
 
@@ -54,6 +59,7 @@ export async function startStores(options: { dataDir?: string } = {}): Promise<T
         await mkdir(dirname(join(dataDir, "blobs", key)), { recursive: true });
         await writeFile(join(dataDir, "blobs", key), bytes);
       },
+      services: null,
       stop: async () => removeDir(),
     };
   }
@@ -101,6 +107,12 @@ export async function startStores(options: { dataDir?: string } = {}): Promise<T
     blobKeys: async (keyPrefix) => (await listKeys(prefix + keyPrefix)).map((key) => key.slice(prefix.length)),
     async writeBlob(key, bytes) {
       await s3.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + key, Body: bytes }));
+    },
+    services: {
+      stopPostgres: () => pg.stopServer(),
+      startPostgres: () => pg.startServer(),
+      stopRgw: () => rgw.stopGateway(),
+      startRgw: () => rgw.startGateway(),
     },
     async stop() {
       s3.destroy();

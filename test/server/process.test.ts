@@ -104,38 +104,40 @@ describe("ckpt serve", () => {
     assert.ok(!r.stderr.includes("    at "));
   });
 
-  test("SIGTERM: in-flight downloads finish, then the process exits 0", async () => {
-    const dir = dataDir();
-    const server = await spawnServer(dir);
-    const key = await createKey(dir);
-    const { client, jobPath } = await projectAndJob(server.baseUrl, key);
-    const bytes = randomBytes(8 << 20);
-    const put = await client.put(`${jobPath}/checkpoint_files/0/big.bin`, bytes);
-    assert.equal(put.status, 201);
-    // Start a download and read it slowly, so it is in flight when the signal arrives.
-    const received: Buffer[] = [];
-    const done = new Promise<number>((resolve, reject) => {
-      httpRequest(put.body.url, (res) => {
-        res.on("data", (d: Buffer) => {
-          received.push(d);
-          res.pause();
-          setTimeout(() => res.resume(), 5);
-        });
-        res.on("end", () => resolve(res.statusCode!));
-        res.on("error", reject);
-      }).end();
+  for (const workers of [1, 2]) {
+    test(`SIGTERM with --workers ${workers}: in-flight downloads finish, then the process exits 0`, async () => {
+      const dir = dataDir();
+      const server = await spawnServer(dir, { CKPT_WORKERS: String(workers) });
+      const key = await createKey(dir);
+      const { client, jobPath } = await projectAndJob(server.baseUrl, key);
+      const bytes = randomBytes(8 << 20);
+      const put = await client.put(`${jobPath}/checkpoint_files/0/big.bin`, bytes);
+      assert.equal(put.status, 201);
+      // Start a download and read it slowly, so it is in flight when the signal arrives.
+      const received: Buffer[] = [];
+      const done = new Promise<number>((resolve, reject) => {
+        httpRequest(put.body.url, (res) => {
+          res.on("data", (d: Buffer) => {
+            received.push(d);
+            res.pause();
+            setTimeout(() => res.resume(), 5);
+          });
+          res.on("end", () => resolve(res.statusCode!));
+          res.on("error", reject);
+        }).end();
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      server.child.kill("SIGTERM");
+      assert.equal(await done, 200);
+      assert.equal(sha256(Buffer.concat(received)), sha256(bytes), "the in-flight download completed intact");
+      assert.equal(await server.exited, 0);
+      rmSync(dir, { recursive: true, force: true });
     });
-    await new Promise((r) => setTimeout(r, 100));
-    server.child.kill("SIGTERM");
-    assert.equal(await done, 200);
-    assert.equal(sha256(Buffer.concat(received)), sha256(bytes), "the in-flight download completed intact");
-    assert.equal(await server.exited, 0);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  }
 
-  test("kill -9 mid-upload: after restart every acknowledged file is listed intact and nothing partial is", async () => {
+  test("kill -9 mid-upload (of the primary of two workers): after restart every acknowledged file is listed intact and nothing partial is", async () => {
     const dir = dataDir();
-    let server = await spawnServer(dir);
+    let server = await spawnServer(dir, { CKPT_WORKERS: "2" });
     const key = await createKey(dir);
     const { client, jobPath } = await projectAndJob(server.baseUrl, key);
     const acknowledged = new Map<string, string>();

@@ -147,6 +147,12 @@ export function blobStoreSuite(name: string, open: () => Promise<BlobStoreFixtur
   };
 
   describe(name, { skip: options.skip }, () => {
+    test("checkHealth answers on a usable store, and rejects once its signal has aborted", () =>
+      withStore(async ({ store }) => {
+        await store.checkHealth(AbortSignal.timeout(5000));
+        await assert.rejects(store.checkHealth(AbortSignal.abort(new Error("gave up"))));
+      }));
+
     describe("put, stat and read", () => {
       test("an empty body", () =>
         withStore(async ({ store }) => {

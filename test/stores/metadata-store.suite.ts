@@ -657,4 +657,23 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.deepEqual([root?.checkpointId, root?.hasAdapterConfig], [".", true]);
     }));
   });
+
+  describe(`${name}: operations (readiness, audit log)`, () => {
+    test("ping answers; the audit log keeps entries in order with their time, and filters by time and count", withStore(async (store) => {
+      await store.ping();
+      const stats = store.poolStats();
+      if (stats !== null) assert.ok(stats.total >= stats.idle && stats.waiting >= 0);
+      assert.deepEqual(await store.listAudit({}), []);
+      const first = await store.appendAudit({ action: "api_key.created", keyId: null, actor: "admin CLI (root@box)", orgId: "o1", subject: "k1", details: { organisation: "acme" } });
+      await nextMillisecond();
+      const second = await store.appendAudit({ action: "job.deleted", keyId: "k1", actor: "key k1", orgId: "o1", subject: "j1", details: { project_id: "p1", n: 2, flag: true, none: null } });
+      assertTimestamps(first, ["at"]);
+      assert.ok(second.id > first.id && second.at > first.at);
+      const all = await store.listAudit({});
+      assert.deepEqual(all, [first, second], "read back exactly as written");
+      assert.deepEqual(await store.listAudit({ since: second.at }), [second]);
+      assert.deepEqual(await store.listAudit({ limit: 1 }), [first]);
+      assert.deepEqual(await store.listAudit({ since: new Date(Date.parse(second.at) + 1).toISOString() }), []);
+    }));
+  });
 }

@@ -1,6 +1,8 @@
+import { randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, insufficientStorage } from "../../domain/errors.js";
+import { REQUEST_ID_HEADER } from "./request-id.js";
 import { errorSecurityHeaders } from "./security-headers.js";
 import { rawResponse } from "./slow-clients.js";
 
@@ -36,6 +38,12 @@ export function installErrorHandling(app: FastifyInstance): void {
       const full = insufficientStorage("the metadata store is out of space");
       return reply.status(full.statusCode).send({ message: full.message, code: full.code });
     }
+    // A store that cannot be reached (PostgreSQL or S3 down, restarting, out of connections)
+    // is a 503 the client may retry, said at once: readiness reports the same to the balancer.
+    if (isStoreUnreachable(err)) {
+      request.log.error({ err }, "a store is unreachable");
+      return reply.status(503).header("retry-after", "1").send({ message: "a backing store is unavailable; retry shortly", code: "SERVICE_UNAVAILABLE" });
+    }
     const status = fe.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       return reply.status(status).send({ message: fe.message, code: fe.code ?? "BAD_REQUEST" });
@@ -47,6 +55,22 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ message: `no route for ${request.method} ${request.url.split("?")[0]}`, code: "NOT_FOUND" });
   });
+}
+
+const NETWORK_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"]);
+
+/**
+ * Errors that mean "the database or object store is not there right now", not a bug: network
+ * errors (also as an error's cause, as the AWS SDK wraps them), PostgreSQL's connection
+ * exceptions (class 08) and shutdown states (57P01-57P03), node-postgres' own connection errors.
+ */
+export function isStoreUnreachable(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 3) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && (NETWORK_ERRORS.has(code) || code.startsWith("08") || /^57P0[1-3]$/.test(code))) return true;
+  if (/^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(err.message)) return true;
+  if (err.name === "TimeoutError" || err.name === "AbortError") return depth > 0 || (err as { $metadata?: unknown }).$metadata !== undefined;
+  return isStoreUnreachable(err.cause, depth + 1) || (err instanceof AggregateError && err.errors.some((e) => isStoreUnreachable(e, depth + 1)));
 }
 
 /**
@@ -63,7 +87,7 @@ export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoExcep
         ? [408, "Request Timeout", "the request's headers did not arrive in time", "REQUEST_TIMEOUT"]
         : [400, "Bad Request", "malformed HTTP request", "BAD_REQUEST"];
   this.log.debug({ code: err.code }, "client error: %s", message);
-  if (socket.writable) socket.end(rawResponse(status, reason, JSON.stringify({ message, code })));
+  if (socket.writable) socket.end(rawResponse(status, reason, JSON.stringify({ message, code, request_id: randomUUID() })));
   socket.destroySoon();
 }
 
@@ -79,5 +103,8 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
   };
   const [status, message] = known[err.code] ?? [err.statusCode && err.statusCode < 500 ? err.statusCode : 400, "bad request"];
   request.log.info({ code: err.code }, message);
-  void reply.headers(errorSecurityHeaders()).status(status).send({ message, code: status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST" });
+  void reply
+    .headers({ ...errorSecurityHeaders(), [REQUEST_ID_HEADER]: request.id })
+    .status(status)
+    .send({ message, code: status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST", request_id: request.id });
 }

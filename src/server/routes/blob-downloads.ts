@@ -5,6 +5,8 @@ import type { CkptService } from "../../domain/service.js";
 import { BLOCKING_READ_MAX_BYTES, LOCAL_BLOB_ROUTE_PREFIX, type LocalBlobStore, encodeKeyPath } from "../../stores/blobs/local.js";
 import type { BlobStat } from "../../stores/blobs/store.js";
 import type { UrlSigner } from "../../stores/blobs/url-signing.js";
+import type { ServerMetrics } from "../metrics.js";
+import { REQUEST_ID_HEADER, REQUEST_ID_LOG_LABEL, requestIdOf } from "../plugins/request-id.js";
 import { securityHeaders } from "../plugins/security-headers.js";
 import { parseRangeHeader } from "../range.js";
 
@@ -30,9 +32,14 @@ export interface BlobDownloadOptions {
   accelRedirect?: string;
   hsts?: boolean;
   logger?: FastifyBaseLogger;
+  /** Counted like Fastify's routes, under the route `/blobs/*`. */
+  metrics?: ServerMetrics;
   /** True once the server is draining (SIGTERM): new requests get 503, as Fastify answers them. */
   isClosing(): boolean;
 }
+
+/** The route template downloads are counted under (as Fastify declares it, see app.ts). */
+const BLOB_ROUTE = "/blobs/*";
 
 /** The requests blobDownloadHandler answers. */
 export function isBlobDownload(req: IncomingMessage): boolean {
@@ -66,7 +73,7 @@ export function blobDownloadHandler(options: BlobDownloadOptions): (req: Incomin
   const logRequests = logger !== undefined && ["trace", "debug", "info"].includes(logger.level);
 
   function sendError(res: ServerResponse, status: number, code: string, message: string, headers: OutgoingHttpHeaders = errorHeaders): void {
-    const body = JSON.stringify({ message, code });
+    const body = JSON.stringify({ message, code, request_id: res.getHeader(REQUEST_ID_HEADER) });
     res.writeHead(status, { ...headers, "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
     res.end(body);
   }
@@ -168,24 +175,38 @@ export function blobDownloadHandler(options: BlobDownloadOptions): (req: Incomin
       const stream = blobs.streamOpened(blob, start, end);
       res.writeHead(status, headers);
       pipeline(stream, res, (err) => {
-        if (err && !res.destroyed) logger?.warn({ err }, "download failed mid-response");
+        if (err && !res.destroyed) logger?.warn({ [REQUEST_ID_LOG_LABEL]: res.getHeader(REQUEST_ID_HEADER), err }, "download failed mid-response");
       });
     } finally {
       if (owned) blobs.closeOpened(blob);
     }
   }
 
+  const { metrics } = options;
   return (req, res) => {
-    const started = logRequests ? performance.now() : 0;
+    const requestId = requestIdOf(req);
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    const started = logRequests || metrics ? performance.now() : 0;
     if (logRequests)
       res.once("finish", () =>
         logger!.info(
-          { req: { method: req.method, url: req.url, ip: req.socket.remoteAddress }, res: { statusCode: res.statusCode }, responseTime: performance.now() - started },
+          {
+            [REQUEST_ID_LOG_LABEL]: requestId,
+            req: { method: req.method, url: req.url, ip: req.socket.remoteAddress },
+            res: { statusCode: res.statusCode },
+            responseTime: performance.now() - started,
+          },
           "request completed",
         ),
       );
+    if (metrics)
+      res.once("close", () => {
+        const head = req.method === "HEAD" || res.statusCode === 304;
+        const bytesOut = res.writableFinished && !head ? Number(res.getHeader("content-length")) || 0 : 0;
+        metrics.observeRequest(req.method!, BLOB_ROUTE, res.statusCode, (performance.now() - started) / 1000, 0, bytesOut);
+      });
     answer(req, res).catch((err: unknown) => {
-      logger?.error({ err }, "unhandled error");
+      logger?.error({ [REQUEST_ID_LOG_LABEL]: requestId, err }, "unhandled error");
       if (res.headersSent) res.destroy();
       else sendError(res, 500, "INTERNAL", "internal server error");
     });

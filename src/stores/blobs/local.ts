@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readSync, type Stats } from "node:fs";
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { access, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
 import { dirname, join, sep } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -76,6 +77,9 @@ function blobStatOf(s: Stats): BlobStat {
     etag: `"${s.size.toString(16)}-${Math.round(s.mtimeMs * 1000).toString(16)}-${s.ino.toString(16)}"`,
   };
 }
+
+/** Below this much free space no upload can succeed, so readiness reports the disk as full. */
+export const READY_MIN_FREE_BYTES = 1 << 20;
 
 const NOTHING_TO_ESCAPE = /^[A-Za-z0-9\-._~/]*$/;
 
@@ -371,6 +375,15 @@ export class LocalBlobStore implements BlobStore {
     };
     const base = prefix.replace(/\/+$/, "");
     for await (const rel of walk(root, "")) yield `${base}/${rel}`;
+  }
+
+  async checkHealth(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    await access(this.blobRoot, fsConstants.R_OK | fsConstants.W_OK);
+    await access(this.tmpRoot, fsConstants.R_OK | fsConstants.W_OK);
+    const fs = await statfs(this.tmpRoot);
+    const free = fs.bavail * fs.bsize;
+    if (free < READY_MIN_FREE_BYTES) throw new BlobNoSpaceError(`the blob store's disk is full (${free} bytes free)`);
   }
 
   async close(): Promise<void> {}

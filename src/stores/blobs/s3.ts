@@ -338,6 +338,14 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  async checkHealth(signal: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+    } catch (err) {
+      throw new Error(`S3 bucket ${JSON.stringify(this.bucket)}: ${describeS3Error(err)}`, { cause: err });
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);

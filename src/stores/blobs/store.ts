@@ -56,6 +56,11 @@ export interface BlobStore {
   abortDirectUpload(upload: DirectUploadRef): Promise<void>;
   /** Every key under a prefix, for garbage collection. */
   listKeys(prefix: string): AsyncIterable<string>;
+  /**
+   * A cheap call that rejects when the store cannot take requests (readiness probes): S3 a
+   * HeadBucket; the local store that its directories are there and its disk has room.
+   */
+  checkHealth(signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -127,6 +127,23 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    // The audit log (README "Operating ckpt"): append-only, read by `ckpt admin audit`.
+    version: 12,
+    sql: `
+      CREATE TABLE audit_log (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL,
+        action text NOT NULL,
+        key_id text,
+        actor text NOT NULL,
+        org_id text,
+        subject text,
+        details jsonb NOT NULL
+      );
+      CREATE INDEX audit_log_at ON audit_log (at);
+    `,
+  },
 ];
 
 /**

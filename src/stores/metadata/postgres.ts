@@ -3,6 +3,8 @@ import pg from "pg";
 import { newId } from "../../domain/ids.js";
 import type {
   ApiKeyRecord,
+  AuditEntry,
+  NewAuditEntry,
   CheckpointSummary,
   FileRecord,
   JobRecord,
@@ -84,7 +86,9 @@ export class PostgresMetadataStore implements MetadataStore {
   static async open(url: string, options: { poolSize?: number } = {}): Promise<PostgresMetadataStore> {
     const poolSize = options.poolSize ?? 10;
     if (!Number.isInteger(poolSize) || poolSize < 1) throw new RangeError(`poolSize must be a positive integer, got ${poolSize}`);
-    const pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, application_name: "ckpt" });
+    // A request waits at most connectionTimeoutMillis for a connection: with the database down
+    // or hung it fails (503) instead of hanging, and readiness says why.
+    const pool = new pg.Pool({ connectionString: url, max: poolSize, types: TYPES, application_name: "ckpt", connectionTimeoutMillis: 5_000 });
     // An idle connection that dies (server restart, network) must not crash the process: the
     // pool drops it, and the next query opens a new one or reports the error to its caller.
     pool.on("error", () => {});
@@ -565,5 +569,33 @@ export class PostgresMetadataStore implements MetadataStore {
       level: r.level as LogLevel | null,
       message: r.message,
     }));
+  }
+
+  // --- Operations -----------------------------------------------------------------------------
+
+  async ping(): Promise<void> {
+    await this.pool.query("SELECT 1");
+  }
+
+  poolStats(): { total: number; idle: number; waiting: number } {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
+  }
+
+  async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
+    const [row] = await this.rows<{ id: string; at: string }>(
+      `INSERT INTO audit_log (at, action, key_id, actor, org_id, subject, details)
+       VALUES (${NOW}, $1, $2, $3, $4, $5, $6) RETURNING id::text AS id, at`,
+      [entry.action, entry.keyId, entry.actor, entry.orgId, entry.subject, JSON.stringify(entry.details)],
+    );
+    return { ...entry, id: Number(row!.id), at: row!.at };
+  }
+
+  async listAudit(query: { since?: string; limit?: number }): Promise<AuditEntry[]> {
+    const rows = await this.rows<Omit<AuditEntry, "id"> & { id: string }>(
+      `SELECT id::text AS id, at, action, key_id AS "keyId", actor, org_id AS "orgId", subject, details
+       FROM audit_log WHERE ($1::timestamptz IS NULL OR at >= $1::timestamptz) ORDER BY id LIMIT $2`,
+      [query.since ?? null, query.limit ?? null],
+    );
+    return rows.map((r) => ({ ...r, id: Number(r.id) }));
   }
 }

@@ -110,4 +110,21 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    // The audit log (README "Operating ckpt"): append-only, read by `ckpt admin audit`.
+    version: 12,
+    sql: `
+      CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        key_id TEXT,
+        actor TEXT NOT NULL,
+        org_id TEXT,
+        subject TEXT,
+        details TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_at ON audit_log (at);
+    `,
+  },
 ];

@@ -2,6 +2,8 @@ import Database from "better-sqlite3";
 import { newId } from "../../domain/ids.js";
 import type {
   ApiKeyRecord,
+  AuditEntry,
+  NewAuditEntry,
   CheckpointSummary,
   FileRecord,
   JobRecord,
@@ -175,6 +177,14 @@ export class SqliteMetadataStore implements MetadataStore {
       uploadById: db.prepare(`SELECT ${UPLOAD} FROM uploads WHERE upload_id = ?`),
       deleteUpload: db.prepare("DELETE FROM uploads WHERE upload_id = ?"),
       expiredUploads: db.prepare(`SELECT ${UPLOAD} FROM uploads WHERE expires_at < ? ORDER BY expires_at`),
+      ping: db.prepare("SELECT 1"),
+      insertAudit: db.prepare(
+        "INSERT INTO audit_log (at, action, key_id, actor, org_id, subject, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      auditSince: db.prepare(
+        `SELECT id, at, action, key_id AS keyId, actor, org_id AS orgId, subject, details
+         FROM audit_log WHERE at >= ? ORDER BY id LIMIT ?`,
+      ),
       pageOfFiles: db.prepare("SELECT * FROM checkpoint_files WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?"),
       checkpoints: db.prepare(
         `SELECT CASE WHEN instr(relative_name, '/') > 0 THEN substr(relative_name, 1, instr(relative_name, '/') - 1)
@@ -574,5 +584,24 @@ export class SqliteMetadataStore implements MetadataStore {
       level: r.level as LogLevel | null,
       message: r.message,
     }));
+  }
+
+  async ping(): Promise<void> {
+    this.stmts.ping.get();
+  }
+
+  poolStats(): null {
+    return null;
+  }
+
+  async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
+    const at = nowIso();
+    const { lastInsertRowid } = this.stmts.insertAudit.run(at, entry.action, entry.keyId, entry.actor, entry.orgId, entry.subject, JSON.stringify(entry.details));
+    return { ...entry, id: Number(lastInsertRowid), at };
+  }
+
+  async listAudit(query: { since?: string; limit?: number }): Promise<AuditEntry[]> {
+    const rows = this.stmts.auditSince.all(query.since ?? "", query.limit ?? -1) as (Omit<AuditEntry, "details"> & { details: string })[];
+    return rows.map((r) => ({ ...r, details: JSON.parse(r.details) as AuditEntry["details"] }));
   }
 }

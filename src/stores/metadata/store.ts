@@ -1,5 +1,7 @@
 import type {
   ApiKeyRecord,
+  AuditEntry,
+  NewAuditEntry,
   CheckpointSummary,
   FileRecord,
   JobRecord,
@@ -116,4 +118,14 @@ export interface MetadataStore {
   appendLogLines(jobId: string, lines: NewLogLine[], maxLinesPerJob: number): Promise<{ stored: number } | "job-gone">;
   /** Lines with fromNs <= timestamp < untilNs, ordered by (timestamp, arrival), at most `limit`. */
   queryLogLines(query: LogQuery): Promise<LogLineRecord[]>;
+
+  // Operations: readiness, pool occupancy, the audit log
+  /** One trivial round trip (readiness probes); rejects when the store cannot answer. */
+  ping(): Promise<void>;
+  /** Connections of a pooled backend (PostgreSQL) in use and waited for; null when not pooled. */
+  poolStats(): { total: number; idle: number; waiting: number } | null;
+  /** Appends to the audit log; the store assigns the id and the time. */
+  appendAudit(entry: NewAuditEntry): Promise<AuditEntry>;
+  /** Oldest first; `since` is an ISO 8601 time (entries at or after it). */
+  listAudit(query: { since?: string; limit?: number }): Promise<AuditEntry[]>;
 }
