@@ -17,6 +17,7 @@ import { LocalBlobStore } from "../stores/blobs/local.js";
 import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js";
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
+import { checkpointTensorsRoute } from "./routes/checkpoint-tensors.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { projectRoutes } from "./routes/projects.js";
 import { uploadRoutes } from "./routes/uploads.js";
@@ -127,6 +128,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });
     await api.register(uploadCheckpointFileRoute, { service: options.service });
     await api.register(uploadRoutes, { service: options.service });
+    await api.register(checkpointTensorsRoute, { service: options.service });
   });
 
   if (options.signer) {
