@@ -7,6 +7,8 @@ import type {
   StoredTensor,
 } from "./file-facts.js";
 import type { FileRecord } from "./types.js";
+import { checkWeightMaps, type CheckpointTensorsPage, type InspectedFile, type TensorEntry } from "../formats/checkpoint-tensors.js";
+export type { CheckpointTensorsPage } from "../formats/checkpoint-tensors.js";
 
 /**
  * What a checkpoint's stored file facts add up to: the fields Baseten's checkpoints listing fills
@@ -62,69 +64,9 @@ export function checkpointFactsOf(rows: (FileFactsRecord & { checkpointId: strin
 
 // --- The tensors route ---------------------------------------------------------------------------
 
-export interface TensorEntry {
-  name: string;
-  dtype: string;
-  shape: number[];
-  /** Elements: the product of the shape. */
-  parameters: number;
-  /** [start, end) within the file's data section (which begins at byte 8 + header length). */
-  data_offsets: [number, number];
-}
-
-export interface InspectedFile {
-  node_rank: number;
-  relative_file_name: string;
-  size_bytes: number;
-  sha256: string | null;
-  /** "safetensors", "safetensors_index", "peft_adapter_config"; null for a file ckpt does not read. */
-  format: string | null;
-  /** Why the file's contents could not be read as its format; null when they could. */
-  error: string | null;
-  parameter_count: number | null;
-  bytes_by_dtype: Record<string, number> | null;
-  metadata: Record<string, string> | null;
-  tensor_count: number;
-  /** The file's tensors that fall in this page, in file order. */
-  tensors: TensorEntry[];
-}
-
-export interface IndexCheck {
-  node_rank: number;
-  relative_file_name: string;
-  error: string | null;
-  tensor_count: number;
-  found: number;
-  missing: number;
-}
-
-export interface MissingTensor {
-  name: string;
-  node_rank: number;
-  /** The index that names it. */
-  index_file: string;
-  /** The shard the index says holds it. */
-  shard: string;
-  /** "shard absent", "shard unreadable", "not in shard". */
-  reason: string;
-}
-
-export interface CheckpointTensorsPage {
-  checkpoint_id: string;
-  parameter_count: number | null;
-  bytes_by_dtype: Record<string, number>;
-  tensor_count: number;
-  files: InspectedFile[];
-  indexes: IndexCheck[];
-  missing_from_index: MissingTensor[];
-  next_page_token: number | null;
-  total_count: number;
-}
-
 type Row = { file: FileRecord; facts: FileFactsRecord | null };
 type DetailLoader = (nodeRank: number, relativeName: string) => Promise<string | null>;
 
-const MAX_MISSING_LISTED = 10_000;
 
 /**
  * One page of a checkpoint's tensors: offsets into the sequence of every tensor of every file
@@ -155,6 +97,7 @@ export async function pageCheckpointTensors(
     }
   }
 
+  const byName = new Map(rows.map((r) => [`${r.file.nodeRank}\u0000${r.file.relativeName}`, r]));
   const pageEnd = pageToken + pageSize;
   const lastPage = pageEnd >= total;
   const files: InspectedFile[] = [];
@@ -193,7 +136,21 @@ export async function pageCheckpointTensors(
     });
   }
 
-  const { indexes, missing } = await checkIndexes(rows, loadDetail, detailOf);
+  const { indexes, missing } = await checkWeightMaps(
+    rows.filter((r) => r.facts?.format === "safetensors_index").map(({ file, facts }) => ({
+      nodeRank: file.nodeRank,
+      relativeName: file.relativeName,
+      error: facts!.error,
+      tensorCount: facts!.tensorCount,
+      weightMap: async () => parseJson<IndexDetail>(await loadDetail(file.nodeRank, file.relativeName))?.weight_map ?? {},
+    })),
+    async (nodeRank, name) => {
+      const row = byName.get(`${nodeRank}\u0000${name}`);
+      if (!row) return "absent";
+      if (row.facts?.format !== "safetensors" || row.facts.error !== null) return "unreadable";
+      return (await detailOf(nodeRank, name))?.tensors.map((t) => t.name) ?? "unreadable";
+    },
+  );
   return {
     checkpoint_id: checkpointId,
     parameter_count: parameterCount,
@@ -211,43 +168,3 @@ function presentTensor(t: StoredTensor): TensorEntry {
   return { name: t.name, dtype: t.dtype, shape: t.shape, parameters: t.shape.reduce((a, b) => a * b, 1), data_offsets: t.data_offsets };
 }
 
-/** Every weight_map entry of every index, looked up in the shard it names (same rank, relative to the index's folder). */
-async function checkIndexes(
-  rows: Row[],
-  loadDetail: DetailLoader,
-  detailOf: (nodeRank: number, name: string) => Promise<SafetensorsDetail | null>,
-): Promise<{ indexes: IndexCheck[]; missing: MissingTensor[] }> {
-  const byName = new Map(rows.map((r) => [`${r.file.nodeRank}\u0000${r.file.relativeName}`, r]));
-  const indexes: IndexCheck[] = [];
-  const missing: MissingTensor[] = [];
-  const namesOf = new Map<string, Set<string> | null>();
-  for (const { file, facts } of rows) {
-    if (facts?.format !== "safetensors_index") continue;
-    const check: IndexCheck = { node_rank: file.nodeRank, relative_file_name: file.relativeName, error: facts.error, tensor_count: facts.tensorCount, found: 0, missing: 0 };
-    indexes.push(check);
-    if (facts.error !== null) continue;
-    const weightMap = parseJson<IndexDetail>(await loadDetail(file.nodeRank, file.relativeName))?.weight_map ?? {};
-    const folder = file.relativeName.includes("/") ? file.relativeName.slice(0, file.relativeName.lastIndexOf("/") + 1) : "";
-    for (const [name, shard] of Object.entries(weightMap)) {
-      const shardName = folder + shard;
-      const key = `${file.nodeRank}\u0000${shardName}`;
-      let reason: string | null = null;
-      const shardRow = byName.get(key);
-      if (!shardRow) reason = "shard absent";
-      else if (shardRow.facts?.format !== "safetensors" || shardRow.facts.error !== null) reason = "shard unreadable";
-      else {
-        if (!namesOf.has(key)) {
-          const detail = await detailOf(file.nodeRank, shardName);
-          namesOf.set(key, detail ? new Set(detail.tensors.map((t) => t.name)) : null);
-        }
-        if (!namesOf.get(key)?.has(name)) reason = "not in shard";
-      }
-      if (reason === null) check.found++;
-      else {
-        check.missing++;
-        if (missing.length < MAX_MISSING_LISTED) missing.push({ name, node_rank: file.nodeRank, index_file: file.relativeName, shard: shardName, reason });
-      }
-    }
-  }
-  return { indexes, missing };
-}
