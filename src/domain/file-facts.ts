@@ -6,7 +6,8 @@ import {
   parseSafetensorsHeader,
   type SafetensorsHeader,
 } from "../formats/safetensors.js";
-import { SAFETENSORS_INDEX_MAX_BYTES, isSafetensorsIndexName, parseSafetensorsIndex, type SafetensorsIndex } from "../formats/safetensors-index.js";
+import { SAFETENSORS_INDEX_MAX_BYTES, parseSafetensorsIndex, type SafetensorsIndex } from "../formats/safetensors-index.js";
+import { formatOfFileName } from "../formats/checkpoint-tensors.js";
 
 /**
  * File facts: what a file's own bytes say about it (a safetensors header, a PEFT adapter config,
@@ -76,12 +77,15 @@ const safetensorsIndexExtractor: FactsExtractor = {
 
 /** The extractor for a file name, or null: most files (optimizer states, logs) have none. */
 export function extractorFor(relativeName: string): FactsExtractor | null {
-  const base = relativeName.slice(relativeName.lastIndexOf("/") + 1);
-  if (base.endsWith(".safetensors")) return safetensorsExtractor;
-  if (isSafetensorsIndexName(base)) return safetensorsIndexExtractor;
-  if (base === "adapter_config.json") return adapterConfigExtractor;
-  return null;
+  const format = formatOfFileName(relativeName);
+  return format === null ? null : EXTRACTORS[format];
 }
+
+const EXTRACTORS: Record<FileFormat, FactsExtractor> = {
+  safetensors: safetensorsExtractor,
+  safetensors_index: safetensorsIndexExtractor,
+  peft_adapter_config: adapterConfigExtractor,
+};
 
 /** Facts that could not be read at all (the stored blob unreadable): still a file, with a reason. */
 export function unreadableFacts(format: FileFormat, reason: string): FileFacts {

@@ -108,3 +108,13 @@ export async function checkWeightMaps(
   }
   return { indexes: checks, missing };
 }
+
+/** The format ckpt reads a file as, by its name alone; null for every other file. */
+export type InspectedFormat = "safetensors" | "safetensors_index" | "peft_adapter_config";
+export function formatOfFileName(relativeName: string): InspectedFormat | null {
+  const base = relativeName.slice(relativeName.lastIndexOf("/") + 1);
+  if (base.endsWith(".safetensors")) return "safetensors";
+  if (base.endsWith(".safetensors.index.json")) return "safetensors_index";
+  if (base === "adapter_config.json") return "peft_adapter_config";
+  return null;
+}

@@ -14,8 +14,6 @@ export interface SafetensorsIndex {
 
 export type SafetensorsIndexParse = { ok: true; index: SafetensorsIndex } | { ok: false; error: string };
 
-export const isSafetensorsIndexName = (name: string) => name.endsWith(".safetensors.index.json");
-
 export function parseSafetensorsIndex(bytes: Uint8Array, fileSize: number): SafetensorsIndexParse {
   if (fileSize > SAFETENSORS_INDEX_MAX_BYTES) return { ok: false, error: `index of ${fileSize} bytes is above the ${SAFETENSORS_INDEX_MAX_BYTES}-byte limit` };
   let parsed: unknown;
