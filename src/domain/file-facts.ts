@@ -1,4 +1,4 @@
-import { Transform, pipeline, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { ADAPTER_CONFIG_MAX_BYTES, parseAdapterConfig, type PeftAdapterConfig } from "../formats/peft-adapter-config.js";
 import {
   SAFETENSORS_PREFIX_BYTES,
@@ -14,7 +14,7 @@ import { formatOfFileName } from "../formats/checkpoint-tensors.js";
  * a sharded model's index), read once when the file is committed and stored with it. One
  * mechanism for every format: an extractor, chosen by the file's name, states how many bytes from
  * the file's start it needs; a PrefixCollector gathers them, either from an upload's bytes as they
- * pass (tapForFacts: no second read) or from one ranged read of the stored blob (readFactsFrom).
+ * pass (the blob store's `observe` hook: no second read) or from one ranged read of the stored blob (readFactsFrom).
  * Only that prefix is ever held in memory, and it is capped per format.
  */
 
@@ -138,23 +138,6 @@ export class PrefixCollector {
       return unreadableFacts(this.extractor.format, `could not be read: ${(err as Error).message}`);
     }
   }
-}
-
-/**
- * The upload body, observed: the collector sees each chunk on its way to the blob store. Errors of
- * either side reach the other (pipeline), exactly as if the store read the body itself.
- */
-export function tapForFacts(body: Readable, collector: PrefixCollector): Readable {
-  let watching = true;
-  const tap = new Transform({
-    highWaterMark: 64 << 10,
-    transform(chunk: Buffer, _encoding, done) {
-      if (watching) watching = collector.offer(chunk);
-      done(null, chunk);
-    },
-  });
-  pipeline(body, tap, () => {});
-  return tap;
 }
 
 /**

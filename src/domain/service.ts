@@ -14,7 +14,7 @@ import {
   type UploadRecord,
 } from "./types.js";
 import type { MetadataStore } from "../stores/metadata/store.js";
-import { PrefixCollector, extractorFor, readFactsFrom, storeFacts, tapForFacts, type StoredFacts } from "./file-facts.js";
+import { PrefixCollector, extractorFor, readFactsFrom, storeFacts, type StoredFacts } from "./file-facts.js";
 import { LISTING_FACT_FORMATS, checkpointFactsOf, pageCheckpointTensors, type CheckpointFacts, type CheckpointTensorsPage } from "./inspection.js";
 import {
   BlobIntegrityError,
@@ -210,9 +210,12 @@ export class CkptService {
       // Facts come from the bytes on their way to the store: no second read of the file.
       const extractor = extractorFor(target.relativeName);
       const collector = extractor ? new PrefixCollector(extractor, integrity.contentLength) : null;
-      const source = collector ? tapForFacts(body, collector) : body;
       const put = await translateBlobErrors(() =>
-        this.blobs.put(key, source, { expectedSize: integrity.contentLength, expectedSha256: integrity.sha256 }),
+        this.blobs.put(key, body, {
+          expectedSize: integrity.contentLength,
+          expectedSha256: integrity.sha256,
+          ...(collector ? { observe: (chunk: Buffer) => collector.offer(chunk) } : {}),
+        }),
       );
       return this.commit(target, key, put, collector && storeFacts(collector.facts(put.sizeBytes)));
     });
