@@ -71,8 +71,8 @@ type DetailLoader = (nodeRank: number, relativeName: string) => Promise<string |
 /**
  * One page of a checkpoint's tensors: offsets into the sequence of every tensor of every file
  * (files by rank then name, tensors in file order), the paging of checkpoint_files. Files with no
- * tensors appear on the page where their position falls. Totals and the index check cover the
- * whole checkpoint on every page.
+ * tensors appear on the page where their position falls. Totals cover the whole checkpoint on every
+ * page; the index check (which reads every shard's tensor names) comes with the first page only.
  */
 export async function pageCheckpointTensors(
   checkpointId: string,
@@ -136,7 +136,8 @@ export async function pageCheckpointTensors(
     });
   }
 
-  const { indexes, missing } = await checkWeightMaps(
+  // The index check reads every shard's tensor names: done once, on the first page, not per page.
+  const { indexes, missing } = pageToken !== 0 ? { indexes: [], missing: [] } : await checkWeightMaps(
     rows.filter((r) => r.facts?.format === "safetensors_index").map(({ file, facts }) => ({
       nodeRank: file.nodeRank,
       relativeName: file.relativeName,

@@ -159,6 +159,9 @@ describe("sharded models and paging", () => {
       [["d", "step-5/model-2.safetensors", "not in shard"], ["e", "step-5/model-3.safetensors", "shard absent"]],
     );
     assert.equal(r.body.parameter_count, 6);
+    // The check reads every shard's tensor names, so it comes once: with the first page.
+    const later = await tensorsOf(job, "step-5", "?page_size=1&page_token=1");
+    assert.deepEqual([later.body.indexes, later.body.missing_from_index, later.body.parameter_count], [[], [], 6]);
   });
 
   test("pages over tensors by offset visit each once; ?file= narrows to one file; unknown ids are 404", async () => {

@@ -47,7 +47,7 @@ export const CheckpointTensorsResponse = Type.Object(
         found: Type.Integer(),
         missing: Type.Integer(),
       }),
-      { description: "Every *.safetensors.index.json of the checkpoint, its weight_map checked against the shards present." },
+      { description: "Every *.safetensors.index.json of the checkpoint, its weight_map checked against the shards present (first page only; empty on later pages)." },
     ),
     missing_from_index: Type.Array(
       Type.Object({ name: Type.String(), node_rank: Type.Integer(), index_file: Type.String(), shard: Type.String(), reason: Type.String() }),
