@@ -189,7 +189,9 @@ async function inspectFifty(opts: { quick: boolean }): Promise<Row[]> {
 }
 
 export async function runInspectBench(opts: { quick: boolean }): Promise<Row[]> {
-  return [...(await uploadCost(opts)), ...(await inspectFifty(opts))];
+  // BENCH_INSPECT_ONLY=upload|shards runs one half (BENCH_INSPECT_ROUNDS sets the rounds).
+  const only = process.env.BENCH_INSPECT_ONLY;
+  return [...(only === "shards" ? [] : await uploadCost(opts)), ...(only === "upload" ? [] : await inspectFifty(opts))];
 }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
