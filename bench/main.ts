@@ -15,6 +15,7 @@ import { runScenarios, type Scenario } from "./run.js";
 import { runDownloadBench } from "./download.js";
 import { runServingBench } from "./serving.js";
 import { runUploadBench } from "./upload.js";
+import { runInspectBench } from "./inspect.js";
 
 export const SCENARIOS: Record<string, Scenario> = {
   "listing-depth": runListingDepthBench,
@@ -23,6 +24,7 @@ export const SCENARIOS: Record<string, Scenario> = {
   download: runDownloadBench,
   upload: runUploadBench,
   memory: runMemoryBench,
+  inspect: runInspectBench,
 };
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;

@@ -19,6 +19,8 @@ const COMMANDS: [name: string, load: () => Promise<Register>][] = [
   ["checkpoints", async () => (await import("./checkpoints.js")).registerCheckpoints],
   ["ls", async () => (await import("./ls.js")).registerLs],
   ["download", async () => (await import("./download.js")).registerDownload],
+  ["inspect", async () => (await import("./inspect.js")).registerInspect],
+  ["diff", async () => (await import("./diff.js")).registerDiff],
   ["run", async () => (await import("./run.js")).registerRun],
   ["sync", async () => (await import("./sync.js")).registerSync],
 ];

@@ -32,3 +32,5 @@ export type {
 } from "./download/types.js";
 export type { ProgressSnapshot } from "./download/progress.js";
 export type * from "./types.js";
+export { inspectCheckpoint, FIRST_READ_BYTES, type CheckpointInspection, type InspectCheckpointOptions } from "./inspect-checkpoint.js";
+export { diffCheckpoints, type CheckpointDiff, type FileChange, type TensorChange, type TensorRef } from "./diff-checkpoints.js";

@@ -20,6 +20,8 @@ import {
   type UploadRecord,
 } from "./types.js";
 import type { MetadataStore } from "../stores/metadata/store.js";
+import { PrefixCollector, extractorFor, readFactsFrom, storeFacts, type StoredFacts } from "./file-facts.js";
+import { LISTING_FACT_FORMATS, checkpointFactsOf, pageCheckpointTensors, type CheckpointFacts, type CheckpointTensorsPage } from "./inspection.js";
 import {
   BlobIntegrityError,
   BlobNoSpaceError,
@@ -264,10 +266,17 @@ export class CkptService {
     const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
     return this.withUploadLock(key, async () => {
       await this.refuseConflicts(target);
+      // Facts come from the bytes on their way to the store: no second read of the file.
+      const extractor = extractorFor(target.relativeName);
+      const collector = extractor ? new PrefixCollector(extractor, integrity.contentLength) : null;
       const put = await translateBlobErrors(() =>
-        this.blobs.put(key, body, { expectedSize: integrity.contentLength, expectedSha256: integrity.sha256 }),
+        this.blobs.put(key, body, {
+          expectedSize: integrity.contentLength,
+          expectedSha256: integrity.sha256,
+          ...(collector ? { observe: (chunk: Buffer) => collector.offer(chunk) } : {}),
+        }),
       );
-      return this.commit(target, key, put);
+      return this.commit(target, key, put, collector && storeFacts(collector.facts(put.sizeBytes)));
     });
   }
 
@@ -276,6 +285,7 @@ export class CkptService {
     target: { jobId: string; nodeRank: number; relativeName: string },
     key: string,
     stored: { sizeBytes: number; sha256: string | null },
+    facts: StoredFacts | null,
   ): Promise<FileRecord> {
     let committed: Awaited<ReturnType<MetadataStore["commitFile"]>>;
     try {
@@ -286,6 +296,7 @@ export class CkptService {
         sizeBytes: stored.sizeBytes,
         sha256: stored.sha256,
         maxFilesPerJob: this.limits.maxFilesPerJob,
+        facts,
       });
     } catch (err) {
       // The database refused (full, unreachable): a new file's bytes must not linger unlisted.
@@ -304,6 +315,13 @@ export class CkptService {
       throw new ApiError(409, "TOO_MANY_FILES", `a job holds at most ${this.limits.maxFilesPerJob} files`);
     }
     return committed;
+  }
+
+  /** Facts of bytes already at their key (direct uploads, imports): one ranged read of the file's start. */
+  private async factsOfStored(key: string, relativeName: string, sizeBytes: number): Promise<StoredFacts | null> {
+    const extractor = extractorFor(relativeName);
+    if (!extractor) return null;
+    return storeFacts(await readFactsFrom((range) => this.blobs.read(key, range), extractor, sizeBytes));
   }
 
   private async refuseConflicts(target: { jobId: string; nodeRank: number; relativeName: string }): Promise<void> {
@@ -326,7 +344,8 @@ export class CkptService {
     const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
     return this.withUploadLock(key, async () => {
       await this.refuseConflicts(target);
-      return this.commit(target, key, await translateBlobErrors(() => bringIn(key)));
+      const stored = await translateBlobErrors(() => bringIn(key));
+      return this.commit(target, key, stored, await this.factsOfStored(key, target.relativeName, stored.sizeBytes));
     });
   }
 
@@ -391,7 +410,7 @@ export class CkptService {
       try {
         await this.refuseConflicts(upload);
         const stored = await translateBlobErrors(() => this.blobs.completeDirectUpload(upload, parts, key, expectedSha256));
-        return await this.commit(upload, key, stored);
+        return await this.commit(upload, key, stored, await this.factsOfStored(key, upload.relativeName, stored.sizeBytes));
       } catch (err) {
         await this.blobs.abortDirectUpload(upload).catch(() => {});
         throw err;
@@ -451,9 +470,33 @@ export class CkptService {
     return { files, nextPageToken, totalCount };
   }
 
-  async listCheckpoints(caller: Caller, projectId: string, jobId: string): Promise<{ job: JobRecord; project: ProjectRecord; checkpoints: CheckpointSummary[] }> {
+  async listCheckpoints(caller: Caller, projectId: string, jobId: string): Promise<{ job: JobRecord; project: ProjectRecord; checkpoints: CheckpointSummary[]; facts: Map<string, CheckpointFacts> }> {
     const { job, project } = await this.getJob(caller, projectId, jobId);
-    return { job, project, checkpoints: await this.metadata.summarizeCheckpoints(jobId) };
+    const checkpoints = await this.metadata.summarizeCheckpoints(jobId);
+    const facts = checkpointFactsOf(await this.metadata.listFileFacts(jobId, LISTING_FACT_FORMATS));
+    return { job, project, checkpoints, facts };
+  }
+
+  /**
+   * A page of a checkpoint's tensors as indexed at commit (see inspection.ts), optionally of one
+   * file (by relative name, any rank). An unknown checkpoint or file is a 404.
+   */
+  async checkpointTensors(
+    caller: Caller,
+    projectId: string,
+    jobId: string,
+    checkpointId: string,
+    page: { pageToken: number; pageSize: number; fileName?: string },
+  ): Promise<CheckpointTensorsPage> {
+    await this.getJob(caller, projectId, jobId);
+    let rows = checkpointId === "" || checkpointId.includes("/") ? [] : await this.metadata.listCheckpointFilesWithFacts(jobId, checkpointId);
+    if (rows.length === 0) throw notFound("checkpoint");
+    if (page.fileName !== undefined) {
+      rows = rows.filter((r) => r.file.relativeName === page.fileName);
+      if (rows.length === 0) throw notFound("file in this checkpoint");
+    }
+    const pageSize = Math.min(page.pageSize, this.limits.maxPageSize);
+    return pageCheckpointTensors(checkpointId, rows, (rank, name) => this.metadata.factsDetail(jobId, rank, name), page.pageToken, pageSize);
   }
 
   /**

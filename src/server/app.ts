@@ -17,6 +17,7 @@ import { LocalBlobStore } from "../stores/blobs/local.js";
 import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js";
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
+import { checkpointTensorsRoute } from "./routes/checkpoint-tensors.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { logRoutes } from "./routes/logs.js";
 import { loadCheckpointRoutes } from "./routes/load-checkpoints.js";
@@ -149,6 +150,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(uploadRoutes, { service: options.service });
     await api.register(loadCheckpointRoutes, { service: options.service });
     await api.register(logRoutes, { logs: new JobLogs(options.service, options.service.limits.maxLogLinesPerJob) });
+    await api.register(checkpointTensorsRoute, { service: options.service });
   });
 
   if (options.signer) {

@@ -1,4 +1,5 @@
 import type { CheckpointSummary, FileRecord, JobRecord, ProjectRecord } from "../domain/types.js";
+import type { CheckpointFacts } from "../domain/inspection.js";
 
 /** The one place that turns domain records into API objects of Baseten's shapes. */
 
@@ -77,16 +78,18 @@ export function presentCheckpointFile(file: FileRecord, url: string) {
   };
 }
 
-export function presentCheckpoint(summary: CheckpointSummary, job: JobRecord) {
+/** `facts`: what the checkpoint's files said when committed (base model, adapter config, parameters). */
+export function presentCheckpoint(summary: CheckpointSummary, job: JobRecord, facts?: CheckpointFacts) {
   const syncing = job.checkpointSyncStatus === "SYNCING";
   return {
     checkpoint_id: summary.checkpointId,
     created_at: summary.createdAt,
-    checkpoint_type: summary.hasAdapterConfig ? "lora" : "full",
-    base_model: null,
-    lora_adapter_config: null,
+    checkpoint_type: summary.hasAdapterConfig || facts?.holdsLoraTensors ? "lora" : "full",
+    base_model: facts?.baseModel ?? null,
+    lora_adapter_config: facts?.loraAdapterConfig ?? null,
     size_bytes: summary.sizeBytes,
     sync_status: syncing ? "SYNCING" : "COMPLETED",
     training_job_id: job.id,
+    parameter_count: facts?.parameterCount ?? null,
   };
 }

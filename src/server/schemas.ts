@@ -106,6 +106,9 @@ export const TrainingJobCheckpointV1 = Type.Object(
     size_bytes: Type.Integer(),
     sync_status: Nullable(Type.String()),
     training_job_id: Type.String(),
+    parameter_count: Type.Optional(
+      Nullable(Type.Integer({ description: "(ckpt extension) Elements of the checkpoint's safetensors files, all ranks; null when it has none ckpt could read." })),
+    ),
   },
   { $id: "TrainingJobCheckpointV1" },
 );

@@ -7,6 +7,8 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const clientEntry = resolve(here, "..", "..", "src", "client", "index.js");
 const clientRoot = dirname(clientEntry);
+/** Dependency-free file-format parsers the SDK shares with the server (no I/O, no server code). */
+const formatsRoot = resolve(clientRoot, "..", "formats");
 /** Packages the SDK may load: nothing of the server (no fastify, SQLite, pg, AWS SDK). */
 const ALLOWED_PACKAGES = new Set(["undici", "picomatch"]);
 
@@ -30,8 +32,8 @@ function importGraph(entry: string): { files: Set<string>; packages: Set<string>
 
 test("the SDK loads nothing outside src/client and no server dependency", () => {
   const { files, packages } = importGraph(clientEntry);
-  const outside = [...files].filter((f) => relative(clientRoot, f).startsWith(".."));
-  assert.deepEqual(outside, [], "modules outside src/client reachable from the SDK");
+  const outside = [...files].filter((f) => relative(clientRoot, f).startsWith("..") && relative(formatsRoot, f).startsWith(".."));
+  assert.deepEqual(outside, [], "modules outside src/client (and src/formats) reachable from the SDK");
   assert.deepEqual([...packages].filter((p) => !ALLOWED_PACKAGES.has(p)), []);
   assert.ok(files.has(join(clientRoot, "download", "download-checkpoint.js")), "the graph walk should reach the download engine");
 });

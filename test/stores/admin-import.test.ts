@@ -11,6 +11,7 @@ import { requireOrSkip } from "../harness/required.js";
 import { rgwAvailable, startRgw, type RgwInstance } from "../harness/rgw.js";
 import { runCli, startTestServer } from "../harness/server.js";
 import { api, sha256 } from "../helpers/api.js";
+import { safetensorsFile } from "../helpers/safetensors.js";
 
 test("objects map to ranks by their rank-N/ folder", () => {
   assert.deepEqual(placeImportedObject("rank-3/checkpoint-1/a.bin"), { nodeRank: 3, relativeName: "checkpoint-1/a.bin" });
@@ -53,7 +54,7 @@ test("ckpt admin import adopts a bucket's existing checkpoints (ranks from rank-
   const legacyBucket = await rgw.createBucket();
   const s3 = new S3Client(rgw.s3Config);
   const objects: Record<string, Buffer> = {
-    "runs/llama/rank-0/checkpoint-100/model.safetensors": randomBytes(300_000),
+    "runs/llama/rank-0/checkpoint-100/model.safetensors": safetensorsFile([{ name: "embed", dtype: "BF16", shape: [1000, 150] }]),
     "runs/llama/rank-1/checkpoint-100/model.safetensors": randomBytes(200_000),
     "runs/llama/config.json": Buffer.from("{}"),
     "runs/llama/bad//name.bin": Buffer.from("skipped"),
@@ -102,6 +103,10 @@ test("ckpt admin import adopts a bucket's existing checkpoints (ranks from rank-
           "1/checkpoint-100/model.safetensors": sha256(objects["runs/llama/rank-1/checkpoint-100/model.safetensors"]!),
         },
       );
+      // Headers are read at import (one ranged GET each): rank 0's parses, rank 1's random bytes do not.
+      const tensors = (await client.get(`/v1/training_projects/${project.id}/jobs/${jobId}/checkpoints/checkpoint-100/tensors`)).body;
+      assert.deepEqual(tensors.files.map((f: any) => [f.node_rank, f.tensors.map((t: any) => t.name), f.error !== null]), [[0, ["embed"], false], [1, [], true]]);
+      assert.equal(tensors.parameter_count, 150_000);
     } finally {
       await server.stop();
     }

@@ -676,4 +676,69 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.deepEqual(await store.listAudit({ since: new Date(Date.parse(second.at) + 1).toISOString() }), []);
     }));
   });
+
+  describe(`${name}: file facts`, () => {
+    const facts = (format: "safetensors" | "peft_adapter_config", parameterCount: number | null, detail: string | null = null) => ({
+      format,
+      error: null,
+      parameterCount,
+      tensorCount: parameterCount === null ? 0 : 1,
+      summary: JSON.stringify({ n: parameterCount }),
+      detail,
+    });
+
+    test("are committed with the file, replaced with it, and read back by checkpoint", withStore(async (store) => {
+      const { job } = await seed(store);
+      const commit = (nodeRank: number, relativeName: string, f: ReturnType<typeof facts> | null) =>
+        store.commitFile({ jobId: job.id, nodeRank, relativeName, sizeBytes: 10, sha256: sha(), facts: f });
+      await commit(0, "checkpoint-1/model.safetensors", facts("safetensors", 70_000_000_000, '{"tensors":[]}'));
+      await commit(1, "checkpoint-1/model.safetensors", facts("safetensors", 5));
+      await commit(0, "checkpoint-1/adapter_config.json", facts("peft_adapter_config", null));
+      await commit(0, "checkpoint-10/model.safetensors", facts("safetensors", 7));
+      await commit(0, "checkpoint-1/notes.txt", null);
+      await commit(0, "root.safetensors", facts("safetensors", 3));
+
+      const listed = await store.listFileFacts(job.id, ["safetensors"]);
+      assert.deepEqual(
+        listed.map((r) => [r.checkpointId, r.nodeRank, r.relativeName, r.parameterCount]),
+        [
+          ["checkpoint-1", 0, "checkpoint-1/model.safetensors", 70_000_000_000],
+          ["checkpoint-10", 0, "checkpoint-10/model.safetensors", 7],
+          [".", 0, "root.safetensors", 3],
+          ["checkpoint-1", 1, "checkpoint-1/model.safetensors", 5],
+        ],
+      );
+      assert.equal(await store.factsDetail(job.id, 0, "checkpoint-1/model.safetensors"), '{"tensors":[]}');
+      assert.equal(await store.factsDetail(job.id, 0, "checkpoint-1/notes.txt"), null);
+
+      const inCheckpoint = await store.listCheckpointFilesWithFacts(job.id, "checkpoint-1");
+      assert.deepEqual(
+        inCheckpoint.map((r) => [r.file.nodeRank, r.file.relativeName, r.facts?.format ?? null]),
+        [
+          [0, "checkpoint-1/adapter_config.json", "peft_adapter_config"],
+          [0, "checkpoint-1/model.safetensors", "safetensors"],
+          [0, "checkpoint-1/notes.txt", null],
+          [1, "checkpoint-1/model.safetensors", "safetensors"],
+        ],
+      );
+      assert.deepEqual((await store.listCheckpointFilesWithFacts(job.id, ".")).map((r) => r.file.relativeName), ["root.safetensors"]);
+
+      // A replacement carries its own facts; one without facts leaves none of the old ones.
+      await commit(0, "checkpoint-1/model.safetensors", facts("safetensors", 9));
+      await commit(1, "checkpoint-1/model.safetensors", null);
+      assert.deepEqual(
+        (await store.listFileFacts(job.id, ["safetensors"])).filter((r) => r.checkpointId === "checkpoint-1").map((r) => [r.nodeRank, r.parameterCount]),
+        [[0, 9]],
+      );
+      assert.equal(await store.factsDetail(job.id, 0, "checkpoint-1/model.safetensors"), null);
+    }));
+
+    test("go when their job is purged", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "c/m.safetensors", sizeBytes: 1, sha256: null, facts: facts("safetensors", 1) });
+      assert.ok(await store.markJobDeleted(orgId, project.id, job.id));
+      await store.purgeJob(job.id);
+      assert.deepEqual(await store.listFileFacts(job.id, ["safetensors"]), []);
+    }));
+  });
 }

@@ -177,8 +177,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> = as
     },
     async (request) => {
       const { training_project_id: p, training_job_id: j } = request.params;
-      const { job, project, checkpoints } = await service.listCheckpoints(callerOf(request), p, j);
-      return { training_job: presentJob(job, project), checkpoints: checkpoints.map((c) => presentCheckpoint(c, job)) };
+      const { job, project, checkpoints, facts } = await service.listCheckpoints(callerOf(request), p, j);
+      return { training_job: presentJob(job, project), checkpoints: checkpoints.map((c) => presentCheckpoint(c, job, facts.get(c.checkpointId))) };
     },
   );
 

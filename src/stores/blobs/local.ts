@@ -33,9 +33,10 @@ const DIRECT_UPLOAD_KEEP_MS = 2 * 24 * 3600 * 1000;
  * Counts (and unless told not to, hashes) the bytes passing through, failing as soon as they
  * exceed `limit`. Shared by whole-file puts and direct-upload parts (which need no digest).
  */
-function measuring(limit: number | undefined, options: { hash: boolean } = { hash: true }) {
+function measuring(limit: number | undefined, options: { hash: boolean; observe?: (chunk: Buffer) => boolean } = { hash: true }) {
   const hash = options.hash ? createHash("sha256") : null;
   let size = 0;
+  let observe = options.observe;
   const stream = new Transform({
     transform(chunk: Buffer, _enc, done) {
       size += chunk.length;
@@ -43,6 +44,7 @@ function measuring(limit: number | undefined, options: { hash: boolean } = { has
         done(new BlobIntegrityError(`body is longer than the declared ${limit} bytes`));
         return;
       }
+      if (observe && !observe(chunk)) observe = undefined;
       hash?.update(chunk);
       done(null, chunk);
     },
@@ -122,7 +124,7 @@ export class LocalBlobStore implements BlobStore {
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
     const tmpPath = join(this.tmpRoot, randomUUID());
-    const measure = measuring(options.expectedSize);
+    const measure = measuring(options.expectedSize, { hash: true, observe: options.observe });
     try {
       const handle = await open(tmpPath, "wx", 0o644);
       try {

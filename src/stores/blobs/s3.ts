@@ -744,6 +744,7 @@ class MeasuredBody {
 
   constructor(options: PutOptions) {
     const hash = createHash("sha256");
+    let observe = options.observe;
     this.stream = new Transform({
       transform: (chunk: Buffer, _encoding, done) => {
         this.size += chunk.length;
@@ -751,6 +752,7 @@ class MeasuredBody {
           done(new BlobIntegrityError(`body is longer than the declared ${options.expectedSize} bytes`));
           return;
         }
+        if (observe && !observe(chunk)) observe = undefined;
         hash.update(chunk);
         done(null, chunk);
       },

@@ -12,6 +12,11 @@ export interface PutOptions {
   expectedSize?: number;
   /** Lowercase hex SHA-256; when set, a mismatch is rejected and nothing is kept. */
   expectedSha256?: string;
+  /**
+   * Sees the body's chunks in order as they pass, until it returns false (file facts read a
+   * header this way: from the bytes being stored, no second read and no extra stream).
+   */
+  observe?: (chunk: Buffer) => boolean;
 }
 
 export interface PutResult {

@@ -144,6 +144,28 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX audit_log_at ON audit_log (at);
     `,
   },
+  {
+    // File facts: see sqlite-migrations.ts, version 13. text, not jsonb: read whole, never queried into.
+    version: 13,
+    sql: `
+      CREATE TABLE file_facts (
+        job_id text NOT NULL,
+        node_rank integer NOT NULL,
+        relative_name text NOT NULL,
+        checkpoint_id text NOT NULL,
+        format text NOT NULL,
+        error text,
+        parameter_count bigint,
+        tensor_count integer NOT NULL,
+        summary text NOT NULL,
+        detail text,
+        PRIMARY KEY (job_id, node_rank, relative_name),
+        FOREIGN KEY (job_id, node_rank, relative_name)
+          REFERENCES checkpoint_files (job_id, node_rank, relative_name) ON DELETE CASCADE
+      );
+      CREATE INDEX file_facts_checkpoint ON file_facts (job_id, checkpoint_id);
+    `,
+  },
 ];
 
 /**

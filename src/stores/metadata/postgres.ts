@@ -1,4 +1,5 @@
-import { ancestorsOf } from "../../domain/names.js";
+import { ancestorsOf, checkpointIdOf } from "../../domain/names.js";
+import type { FileFactsRecord, StoredFacts } from "../../domain/file-facts.js";
 import pg from "pg";
 import { newId } from "../../domain/ids.js";
 import type {
@@ -68,6 +69,8 @@ const UPLOAD = `upload_id AS "uploadId", org_id AS "orgId", project_id AS "proje
                 part_size_bytes AS "partSizeBytes", part_count AS "partCount", backend_upload_id AS "backendUploadId",
                 created_at AS "createdAt", expires_at AS "expiresAt"`;
 const LIVE = "deleted_at IS NULL";
+const FACTS = `node_rank AS "nodeRank", relative_name AS "relativeName", format, error,
+               parameter_count AS "parameterCount", tensor_count AS "tensorCount", summary`;
 /** Newest first; created_seq breaks ties in creation order (SQLite uses rowid). */
 const NEWEST_FIRST = "created_at DESC, created_seq DESC";
 
@@ -373,7 +376,23 @@ export class PostgresMetadataStore implements MetadataStore {
     sizeBytes: number;
     sha256: string | null;
     maxFilesPerJob?: number;
+    facts?: StoredFacts | null;
   }): Promise<FileRecord | "job-gone" | "too-many-files"> {
+    const recordFacts = async (db: pg.PoolClient) => {
+      await db.query({
+        name: "ckpt_delete_facts",
+        text: "DELETE FROM file_facts WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3",
+        values: [file.jobId, file.nodeRank, file.relativeName],
+      });
+      const x = file.facts;
+      if (x)
+        await db.query({
+          name: "ckpt_insert_facts",
+          text: `INSERT INTO file_facts (job_id, node_rank, relative_name, checkpoint_id, format, error, parameter_count, tensor_count, summary, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          values: [file.jobId, file.nodeRank, file.relativeName, checkpointIdOf(file.relativeName), x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail],
+        });
+    };
     return inTransaction(this.pool, async (db): Promise<FileRecord | "job-gone" | "too-many-files"> => {
       // The job row lock serialises commits to one job across every server: whoever holds it
       // reads the current file_count, so positions stay dense and each name is inserted once.
@@ -399,7 +418,10 @@ export class PostgresMetadataStore implements MetadataStore {
                SELECT * FROM f`,
         values: [file.jobId, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
       });
-      if (replaced.rows[0]) return replaced.rows[0];
+      if (replaced.rows[0]) {
+        await recordFacts(db);
+        return replaced.rows[0];
+      }
 
       if (file.maxFilesPerJob !== undefined && fileCount >= file.maxFilesPerJob) return "too-many-files";
       const inserted = await db.query<FileRecord>({
@@ -415,6 +437,7 @@ export class PostgresMetadataStore implements MetadataStore {
                SELECT * FROM f`,
         values: [file.jobId, fileCount, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
       });
+      await recordFacts(db);
       return inserted.rows[0]!;
     });
   }
@@ -474,6 +497,47 @@ export class PostgresMetadataStore implements MetadataStore {
        GROUP BY 1 ORDER BY MIN(seq)`,
       [jobId],
     );
+  }
+
+  async listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string })[]> {
+    if (formats.length === 0) return [];
+    return this.rows<FileFactsRecord & { checkpointId: string }>(
+      `SELECT ${FACTS}, checkpoint_id AS "checkpointId" FROM file_facts
+       WHERE job_id = $1 AND format = ANY($2::text[]) ORDER BY node_rank, relative_name COLLATE "C"`,
+      [jobId, [...formats]],
+      "ckpt_list_file_facts",
+    );
+  }
+
+  async listCheckpointFilesWithFacts(jobId: string, checkpointId: string): Promise<{ file: FileRecord; facts: FileFactsRecord | null }[]> {
+    const FILE_F = `f.job_id AS "jobId", f.seq, f.node_rank AS "nodeRank", f.relative_name AS "relativeName",
+      f.size_bytes AS "sizeBytes", f.sha256, f.last_modified AS "lastModified", f.created_at AS "createdAt"`;
+    const rows = await this.rows<FileRecord & { format: string | null; error: string | null; parameterCount: number | null; tensorCount: number | null; summary: string | null }>(
+      `SELECT ${FILE_F}, x.format, x.error, x.parameter_count AS "parameterCount", x.tensor_count AS "tensorCount", x.summary
+       FROM checkpoint_files f LEFT JOIN file_facts x
+         ON x.job_id = f.job_id AND x.node_rank = f.node_rank AND x.relative_name = f.relative_name
+       WHERE f.job_id = $1 AND (CASE WHEN $2::boolean THEN strpos(f.relative_name, '/') = 0
+                                ELSE f.relative_name COLLATE "C" > $3 AND f.relative_name COLLATE "C" < $4 END)
+       ORDER BY f.node_rank, f.relative_name COLLATE "C"`,
+      [jobId, checkpointId === ".", `${checkpointId}/`, `${checkpointId}0`],
+      "ckpt_checkpoint_files_with_facts",
+    );
+    return rows.map(({ format, error, parameterCount, tensorCount, summary, ...file }) => ({
+      file,
+      facts:
+        format === null
+          ? null
+          : { nodeRank: file.nodeRank, relativeName: file.relativeName, format: format as FileFactsRecord["format"], error, parameterCount, tensorCount: tensorCount ?? 0, summary: summary ?? "{}" },
+    }));
+  }
+
+  async factsDetail(jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
+    const [row] = await this.rows<{ detail: string | null }>(
+      "SELECT detail FROM file_facts WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3",
+      [jobId, nodeRank, relativeName],
+      "ckpt_facts_detail",
+    );
+    return row?.detail ?? null;
   }
 
   async createUpload(u: Omit<UploadRecord, "createdAt">): Promise<UploadRecord> {

@@ -127,4 +127,27 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX audit_log_at ON audit_log (at);
     `,
   },
+  {
+    // File facts (src/domain/file-facts.ts): what a committed file's own bytes say (a safetensors
+    // header, an adapter config, a shard index). One row per file at most, removed with the file.
+    version: 13,
+    sql: `
+      CREATE TABLE file_facts (
+        job_id TEXT NOT NULL,
+        node_rank INTEGER NOT NULL,
+        relative_name TEXT NOT NULL,
+        checkpoint_id TEXT NOT NULL,
+        format TEXT NOT NULL,
+        error TEXT,
+        parameter_count INTEGER,
+        tensor_count INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        detail TEXT,
+        PRIMARY KEY (job_id, node_rank, relative_name),
+        FOREIGN KEY (job_id, node_rank, relative_name)
+          REFERENCES checkpoint_files (job_id, node_rank, relative_name) ON DELETE CASCADE
+      ) WITHOUT ROWID;
+      CREATE INDEX file_facts_checkpoint ON file_facts (job_id, checkpoint_id);
+    `,
+  },
 ];

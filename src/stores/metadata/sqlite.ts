@@ -16,8 +16,12 @@ import type {
 } from "../../domain/types.js";
 import type { MetadataStore } from "./store.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
-import { ancestorsOf } from "../../domain/names.js";
 import type { LogLevel, LogLineRecord, LogQuery, LogStream, NewLogLine } from "../../domain/logs.js";
+import { ancestorsOf, checkpointIdOf } from "../../domain/names.js";
+import type { FileFactsRecord, FileFormat, StoredFacts } from "../../domain/file-facts.js";
+
+const FACTS = `node_rank AS nodeRank, relative_name AS relativeName, format, error, parameter_count AS parameterCount,
+  tensor_count AS tensorCount, summary`;
 
 const nowIso = () => new Date().toISOString();
 
@@ -193,6 +197,21 @@ export class SqliteMetadataStore implements MetadataStore {
                 MIN(created_at) AS created_at, MAX(last_modified) AS last_modified,
                 MAX(relative_name = 'adapter_config.json' OR substr(relative_name, -20) = '/adapter_config.json') AS has_adapter
          FROM checkpoint_files WHERE job_id = ? GROUP BY checkpoint_id ORDER BY MIN(seq)`,
+      ),
+      deleteFacts: db.prepare("DELETE FROM file_facts WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
+      insertFacts: db.prepare(
+        `INSERT INTO file_facts (job_id, node_rank, relative_name, checkpoint_id, format, error, parameter_count, tensor_count, summary, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      factsDetail: db.prepare("SELECT detail FROM file_facts WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
+      // Names inside folder C sort between "C/" and "C0" (byte order); root files have no '/'.
+      checkpointFilesWithFacts: db.prepare(
+        `SELECT f.*, x.format, x.error, x.parameter_count, x.tensor_count, x.summary
+         FROM checkpoint_files f LEFT JOIN file_facts x
+           ON x.job_id = f.job_id AND x.node_rank = f.node_rank AND x.relative_name = f.relative_name
+         WHERE f.job_id = @jobId AND (CASE WHEN @root THEN instr(f.relative_name, '/') = 0
+                                           ELSE f.relative_name > @low AND f.relative_name < @high END)
+         ORDER BY f.node_rank, f.relative_name`,
       ),
     };
   }
@@ -423,7 +442,14 @@ export class SqliteMetadataStore implements MetadataStore {
     sizeBytes: number;
     sha256: string | null;
     maxFilesPerJob?: number;
+    facts?: StoredFacts | null;
   }): Promise<FileRecord | "job-gone" | "too-many-files"> {
+    const recordFacts = () => {
+      this.stmts.deleteFacts.run(file.jobId, file.nodeRank, file.relativeName);
+      const x = file.facts;
+      if (x)
+        this.stmts.insertFacts.run(file.jobId, file.nodeRank, file.relativeName, checkpointIdOf(file.relativeName), x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail);
+    };
     return this.db.transaction((): FileRecord | "job-gone" | "too-many-files" => {
       const job = this.stmts.liveJobById.get(file.jobId) as JobRow | undefined;
       if (!job) return "job-gone";
@@ -432,12 +458,14 @@ export class SqliteMetadataStore implements MetadataStore {
       if (existing) {
         this.stmts.replaceFile.run(file.sizeBytes, file.sha256, now, file.jobId, file.nodeRank, file.relativeName);
         this.stmts.touchJob.run(now, file.jobId);
+        recordFacts();
         return fileFromRow({ ...existing, size_bytes: file.sizeBytes, sha256: file.sha256, last_modified: now });
       }
       if (file.maxFilesPerJob !== undefined && job.file_count >= file.maxFilesPerJob) return "too-many-files";
       const seq = job.file_count;
       this.stmts.insertFile.run(file.jobId, seq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, now, now);
       this.stmts.bumpFileCount.run(now, file.jobId);
+      recordFacts();
       return {
         jobId: file.jobId,
         seq,
@@ -485,6 +513,36 @@ export class SqliteMetadataStore implements MetadataStore {
       lastModified: r.last_modified,
       hasAdapterConfig: r.has_adapter === 1,
     }));
+  }
+
+  async listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string })[]> {
+    if (formats.length === 0) return [];
+    const marks = formats.map(() => "?").join(", ");
+    return this.db
+      .prepare(`SELECT ${FACTS}, checkpoint_id AS checkpointId FROM file_facts WHERE job_id = ? AND format IN (${marks}) ORDER BY node_rank, relative_name`)
+      .all(jobId, ...formats) as (FileFactsRecord & { checkpointId: string })[];
+  }
+
+  async listCheckpointFilesWithFacts(jobId: string, checkpointId: string): Promise<{ file: FileRecord; facts: FileFactsRecord | null }[]> {
+    const rows = this.stmts.checkpointFilesWithFacts.all({ jobId, root: checkpointId === "." ? 1 : 0, low: `${checkpointId}/`, high: `${checkpointId}0` }) as (FileRow & {
+      format: string | null;
+      error: string | null;
+      parameter_count: number | null;
+      tensor_count: number | null;
+      summary: string | null;
+    })[];
+    return rows.map((r) => ({
+      file: fileFromRow(r),
+      facts:
+        r.format === null
+          ? null
+          : { nodeRank: r.node_rank, relativeName: r.relative_name, format: r.format as FileFormat, error: r.error, parameterCount: r.parameter_count, tensorCount: r.tensor_count ?? 0, summary: r.summary ?? "{}" },
+    }));
+  }
+
+  async factsDetail(jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
+    const row = this.stmts.factsDetail.get(jobId, nodeRank, relativeName) as { detail: string | null } | undefined;
+    return row?.detail ?? null;
   }
 
   async createUpload(upload: Omit<UploadRecord, "createdAt">): Promise<UploadRecord> {

@@ -13,6 +13,7 @@ import type {
   UploadRecord,
 } from "../../domain/types.js";
 import type { LogLineRecord, LogQuery, NewLogLine } from "../../domain/logs.js";
+import type { FileFactsRecord, StoredFacts } from "../../domain/file-facts.js";
 
 /**
  * Everything ckpt remembers besides the bytes. Each backend (SQLite, PostgreSQL) implements this
@@ -89,6 +90,8 @@ export interface MetadataStore {
     sizeBytes: number;
     sha256: string | null;
     maxFilesPerJob?: number;
+    /** What the file's bytes say (file-facts.ts), stored with it in the same transaction; a replacement's old facts go. */
+    facts?: StoredFacts | null;
   }): Promise<FileRecord | "job-gone" | "too-many-files">;
   listFiles(jobId: string, offset: number, limit: number): Promise<FileRecord[]>;
   getFile(jobId: string, nodeRank: number, relativeName: string): Promise<FileRecord | null>;
@@ -99,6 +102,14 @@ export interface MetadataStore {
    */
   findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null>;
   summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]>;
+
+  // File facts (rows go with their file: replaced on commit, removed when the file is)
+  /** Facts of the job's files of these formats, without their detail: for the checkpoints listing. */
+  listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string })[]>;
+  /** Every file of one checkpoint (a top-level folder; "." the root files), by rank then name, with its facts. */
+  listCheckpointFilesWithFacts(jobId: string, checkpointId: string): Promise<{ file: FileRecord; facts: FileFactsRecord | null }[]>;
+  /** The large part of a file's facts (tensors, a weight map), JSON; null when it has none. */
+  factsDetail(jobId: string, nodeRank: number, relativeName: string): Promise<string | null>;
 
   // Direct uploads (kept in the database so any server can complete what another began)
   createUpload(upload: Omit<UploadRecord, "createdAt">): Promise<UploadRecord>;
