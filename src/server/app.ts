@@ -18,6 +18,7 @@ import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js"
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
 import { jobRoutes } from "./routes/jobs.js";
+import { checkpointObjectRoutes } from "./routes/checkpoint-objects.js";
 import { projectRoutes } from "./routes/projects.js";
 import { uploadRoutes } from "./routes/uploads.js";
 import { SharedSchemas } from "./schemas.js";
@@ -127,6 +128,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(listCheckpointFilesRoute, { service: options.service, maxPageSize: options.service.limits.maxPageSize });
     await api.register(uploadCheckpointFileRoute, { service: options.service });
     await api.register(uploadRoutes, { service: options.service });
+    await api.register(checkpointObjectRoutes, { service: options.service });
   });
 
   if (options.signer) {
