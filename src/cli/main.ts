@@ -20,6 +20,9 @@ const COMMANDS: [name: string, load: () => Promise<Register>][] = [
   ["download", async () => (await import("./download.js")).registerDownload],
   ["run", async () => (await import("./run.js")).registerRun],
   ["sync", async () => (await import("./sync.js")).registerSync],
+  ["verify", async () => (await import("./verify.js")).registerVerify],
+  ["alias", async () => (await import("./alias.js")).registerAlias],
+  ["retention", async () => (await import("./retention.js")).registerRetention],
 ];
 
 const program = new Command()

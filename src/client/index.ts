@@ -16,6 +16,8 @@ export { listCheckpoints } from "./list-checkpoints.js";
 export { listJobs } from "./list-jobs.js";
 export { listProjects } from "./list-projects.js";
 export { getJob } from "./get-job.js";
+export { resolveCheckpointRef } from "./checkpoint-ref.js";
+export { writeDownloadManifest, verifyDownload, MANIFEST_FILE_NAME } from "./download-manifest.js";
 export { downloadCheckpoint } from "./download/download-checkpoint.js";
 export { DEFAULT_RETRY_POLICY, DEFAULT_TUNING } from "./download/types.js";
 export type {
