@@ -250,6 +250,8 @@ export class CkptService {
     key: string,
     stored: { sizeBytes: number; sha256: string | null },
   ): Promise<FileRecord> {
+    const checkpointId = checkpointIdOf(target.relativeName);
+    const before = checkpointId === null ? null : await this.metadata.getCheckpoint(target.jobId, checkpointId);
     let committed: Awaited<ReturnType<MetadataStore["commitFile"]>>;
     try {
       committed = await this.metadata.commitFile({
@@ -280,7 +282,7 @@ export class CkptService {
       await this.blobs.delete(key);
       throw conflict(`checkpoint '${checkpointIdOf(target.relativeName)}' is being deleted; upload it again once the delete has finished`);
     }
-    await this.afterCommit(target.jobId, committed);
+    await this.afterCommit(target.jobId, committed, before);
     return committed;
   }
 
@@ -441,10 +443,9 @@ export class CkptService {
    * never the job's listing. A failure here never fails the upload: the file is committed, and the
    * checkpoint can still be completed by a marker, the job ending or an explicit call.
    */
-  private async afterCommit(jobId: string, file: FileRecord): Promise<void> {
+  private async afterCommit(jobId: string, file: FileRecord, before: CheckpointSummary | null): Promise<void> {
     try {
       const checkpointId = checkpointIdOf(file.relativeName);
-      const before = checkpointId === null ? null : await this.metadata.getCheckpoint(jobId, checkpointId);
       const projectId = await this.projectOfJob(jobId);
       if (projectId === null) return;
       const key = blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName);
