@@ -33,22 +33,20 @@ export function registerCheckpoints(program: Command): void {
     );
   });
 
+  // The subcommands take the options of `ckpt checkpoints` (--project, --job, -o, --api-*), given before or after them.
   const act = (name: string, description: string, run: (client: ReturnType<typeof clientFrom>, p: string, j: string, c: string) => Promise<unknown>) =>
-    withRemoteOptions(
-      checkpoints
-        .command(`${name} <checkpoint>`)
-        .description(description)
-        .requiredOption("--project <nameOrId>", "training project (name or id)")
-        .option("--job <id>", "training job id (default: the project's latest job; not needed with @ALIAS)")
-        .addOption(outputOption(["table", "json"])),
-    ).action(async (ref: string, opts) => {
+    checkpoints
+      .command(`${name} <checkpoint>`)
+      .description(`${description} (CHECKPOINT: an id, 'latest' or @ALIAS; --job is not needed with @ALIAS)`)
+      .action(async (ref: string, _opts: unknown, command: Command) => {
+      const opts = command.optsWithGlobals();
       const client = clientFrom(opts);
       const project = await client.resolveProject(opts.project);
       const target = await resolveCheckpointRef(client, project.id, ref, () => (opts.job ? client.getJob(project.id, opts.job) : client.latestJob(project.id)));
       const checkpoint = (await run(client, project.id, target.jobId, target.checkpointId)) as { checkpoint_id: string; state?: string; pinned?: boolean };
       if (opts.output === "json") return printJson(checkpoint);
       process.stdout.write(`${printable(checkpoint.checkpoint_id)} (job ${target.jobId}): ${checkpoint.state}${checkpoint.pinned ? ", pinned" : ""}\n`);
-    });
+      });
 
   act("complete", "mark a checkpoint COMPLETE (for training code that writes no marker ckpt recognises)", (c, p, j, id) => c.completeCheckpoint(p, j, id));
   act("pin", "pin a checkpoint: retention never deletes it", (c, p, j, id) => c.pinCheckpoint(p, j, id));
