@@ -557,6 +557,8 @@ export class CkptService {
 
   async setAlias(caller: Caller, projectId: string, name: string, jobId: string, checkpointId: string): Promise<AliasRecord> {
     assertAliasName(name);
+    // Ids never hold NUL (PostgreSQL refuses it in text): such a body names nothing.
+    if (jobId.includes("\u0000")) throw notFound("training job");
     await this.getJob(caller, projectId, jobId);
     if (checkpointId.includes("\u0000")) throw notFound("checkpoint");
     const alias = await this.metadata.setAlias(projectId, name, jobId, checkpointId);
@@ -588,6 +590,8 @@ export class CkptService {
   async putRetentionPolicy(caller: Caller, projectId: string, policy: RetentionPolicy): Promise<RetentionPolicy> {
     await this.requireProject(caller, projectId);
     if ((policy.keepBest === null) !== (policy.metric === null)) throw badRequest("keep_best and metric go together: give both or neither");
+    if (policy.metric !== null && !/^[A-Za-z0-9_.\/-]{1,256}$/.test(policy.metric))
+      throw badRequest("metric is a trainer_state.json log_history key: letters, digits, '_', '.', '-' or '/'");
     await this.metadata.putRetentionPolicy(projectId, policy);
     return policy;
   }

@@ -342,6 +342,11 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async purgeDeletedProjects(): Promise<void> {
+    for (const table of ["retention_policies", "checkpoint_aliases", "checkpoint_alias_history"])
+      await this.pool.query(
+        `DELETE FROM ${table} WHERE project_id IN (SELECT id FROM projects WHERE deleted_at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id))`,
+      );
     await this.pool.query(
       `DELETE FROM projects WHERE deleted_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id)`,

@@ -212,6 +212,12 @@ export class SqliteMetadataStore implements MetadataStore {
         db.prepare("DELETE FROM checkpoint_aliases WHERE job_id = ?"),
       ],
       purgeJob: db.prepare("DELETE FROM jobs WHERE id = ? AND deleted_at IS NOT NULL"),
+      purgeProjectExtras: ["retention_policies", "checkpoint_aliases", "checkpoint_alias_history"].map((table) =>
+        db.prepare(
+          `DELETE FROM ${table} WHERE project_id IN (SELECT id FROM projects WHERE deleted_at IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id))`,
+        ),
+      ),
       purgeProjects: db.prepare(
         "DELETE FROM projects WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id)",
       ),
@@ -499,7 +505,10 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async purgeDeletedProjects(): Promise<void> {
-    this.stmts.purgeProjects.run();
+    this.db.transaction(() => {
+      for (const purge of this.stmts.purgeProjectExtras) purge.run();
+      this.stmts.purgeProjects.run();
+    }).immediate();
   }
 
   async commitFile(file: {
