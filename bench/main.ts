@@ -9,6 +9,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { runListingDepthBench } from "./listing-depth.js";
+import { runCheckpointsListingBench } from "./checkpoints-listing.js";
 import { runListingThroughputBench } from "./listing-throughput.js";
 import { runMemoryBench } from "./memory.js";
 import { runScenarios, type Scenario } from "./run.js";
@@ -19,6 +20,7 @@ import { runInspectBench } from "./inspect.js";
 
 export const SCENARIOS: Record<string, Scenario> = {
   "listing-depth": runListingDepthBench,
+  "checkpoints-listing": runCheckpointsListingBench,
   "listing-throughput": runListingThroughputBench,
   serving: runServingBench,
   download: runDownloadBench,

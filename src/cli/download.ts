@@ -1,5 +1,8 @@
 import type { Command } from "commander";
 import { downloadCheckpoint, DEFAULT_TUNING, type DownloadSummary } from "../client/index.js";
+import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
+import { writeDownloadManifest } from "../client/download-manifest.js";
+import { describeNotComplete } from "./checkpoint-refusal.js";
 import { CliError, clientFrom, collect, formatBytes, parseIntegerOption, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
 import { createProgressReporter, progressModeFor } from "./download-progress.js";
 import { collectInteger, exitQuietlyOnBrokenPipe, parseByteSize, printable } from "./output.js";
@@ -15,7 +18,8 @@ export function registerDownload(program: Command): void {
       .requiredOption("--project <nameOrId>", "training project (name or id)")
       .option("--job <id>", "training job id (default: the project's latest job)")
       .option("--out <dir>", "destination folder (default: ./<job id>)")
-      .option("--checkpoint <id>", "only this checkpoint (top-level folder), or 'latest'")
+      .option("--checkpoint <ref>", "only this checkpoint: its id (top-level folder), 'latest' (the newest COMPLETE one), or @ALIAS (any job; @best: the job's best)")
+      .option("--allow-partial", "download a checkpoint that is not COMPLETE (still WRITING, or INCOMPLETE)")
       .option("--include <glob>", "only files matching this glob (repeatable; a glob without '/' matches base names)", collect)
       .option("--rank <n>", "only this node rank (repeatable)", collectInteger("--rank", 0, 65535))
       .option("--flat", "no rank-<n> folder (only when a single rank is selected)")
@@ -33,7 +37,7 @@ export function registerDownload(program: Command): void {
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
     const client = clientFrom(opts);
-    const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
+    const { project, job, checkpoint } = await resolveDownloadTarget(client, opts);
     const reporter = createProgressReporter(progressModeFor(opts, process.stderr.isTTY === true));
     const abort = new AbortController();
     const interrupt = (): void => {
@@ -49,7 +53,7 @@ export function registerDownload(program: Command): void {
         projectId: project.id,
         jobId: job.id,
         dest: opts.out ?? job.id,
-        checkpoint: opts.checkpoint,
+        checkpoint: checkpoint?.id,
         include: opts.include,
         nodeRanks: opts.rank,
         flat: opts.flat,
@@ -68,6 +72,12 @@ export function registerDownload(program: Command): void {
       process.off("SIGINT", interrupt);
       process.off("SIGTERM", interrupt);
     }
+    if (!opts.dryRun && summary.failed.length === 0 && summary.files.length > 0)
+      await writeDownloadManifest(
+        summary.dest,
+        { projectId: project.id, jobId: job.id, checkpointId: checkpoint?.id ?? null, state: checkpoint?.state ?? null },
+        summary.files,
+      );
     if (summary.files.length === 0) throw new CliError(`nothing to download: no checkpoint file of job ${job.id} matches the selection`);
     if (opts.dryRun && !opts.json) printPlan(summary);
     reporter.finish(summary);
@@ -92,4 +102,27 @@ function printPlan(summary: DownloadSummary): void {
       ]),
     ]),
   );
+}
+
+/**
+ * The job and checkpoint a download is about. `--checkpoint @ALIAS` names its own job (no
+ * `--job` needed); a checkpoint that is not COMPLETE is refused unless `--allow-partial`, with
+ * what is missing or still arriving. A server without states (Baseten) is taken at its word.
+ */
+async function resolveDownloadTarget(
+  client: ReturnType<typeof clientFrom>,
+  opts: { project: string; job?: string; checkpoint?: string; allowPartial?: boolean },
+) {
+  if (!opts.checkpoint) return { ...(await resolveProjectAndJob(client, opts.project, opts.job)), checkpoint: null };
+  const project = await client.resolveProject(opts.project);
+  const resolved = await resolveCheckpointRef(client, project.id, opts.checkpoint, () =>
+    opts.job ? client.getJob(project.id, opts.job) : client.latestJob(project.id),
+  );
+  if (opts.job && opts.checkpoint.startsWith("@") && opts.checkpoint !== "@best" && resolved.jobId !== opts.job)
+    throw new CliError(`${opts.checkpoint} points at job ${resolved.jobId}, not --job ${opts.job}`);
+  const job = await client.getJob(project.id, resolved.jobId);
+  const state = resolved.checkpoint?.state ?? null;
+  if (state !== null && state !== "COMPLETE" && !opts.allowPartial)
+    throw new CliError(await describeNotComplete(client, project.id, job.id, resolved.checkpoint!));
+  return { project, job, checkpoint: { id: resolved.checkpointId, state } };
 }

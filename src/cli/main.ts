@@ -23,6 +23,9 @@ const COMMANDS: [name: string, load: () => Promise<Register>][] = [
   ["diff", async () => (await import("./diff.js")).registerDiff],
   ["run", async () => (await import("./run.js")).registerRun],
   ["sync", async () => (await import("./sync.js")).registerSync],
+  ["verify", async () => (await import("./verify.js")).registerVerify],
+  ["alias", async () => (await import("./alias.js")).registerAlias],
+  ["retention", async () => (await import("./retention.js")).registerRetention],
 ];
 
 const program = new Command()

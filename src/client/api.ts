@@ -1,5 +1,16 @@
 import { CkptApiError, apiErrorFrom } from "./errors.js";
-import type { CheckpointFile, CheckpointFilesPage, TrainingJob, TrainingJobCheckpoint, TrainingProject } from "./types.js";
+import type {
+  CheckpointAlias,
+  CheckpointAliasMove,
+  CheckpointFile,
+  CheckpointFilesPage,
+  RetentionEntry,
+  RetentionPlan,
+  RetentionPolicy,
+  TrainingJob,
+  TrainingJobCheckpoint,
+  TrainingProject,
+} from "./types.js";
 
 export const BASETEN_API_URL = "https://api.baseten.co";
 
@@ -136,6 +147,64 @@ export class CkptClient {
       `/v1/training_projects/${enc(projectId)}/jobs/${enc(jobId)}/checkpoints`,
     );
     return body.checkpoints;
+  }
+
+  // --- ckpt extensions: completeness, pins, aliases, retention ---------------------------------
+
+  private checkpointPath(projectId: string, jobId: string, checkpointId: string): string {
+    return `/v1/training_projects/${enc(projectId)}/jobs/${enc(jobId)}/checkpoints/${enc(checkpointId)}`;
+  }
+
+  /** ckpt extension: marks a checkpoint COMPLETE (for training code with no marker ckpt recognises). */
+  async completeCheckpoint(projectId: string, jobId: string, checkpointId: string): Promise<TrainingJobCheckpoint> {
+    return (await this.request<{ checkpoint: TrainingJobCheckpoint }>("POST", `${this.checkpointPath(projectId, jobId, checkpointId)}/complete`, { body: {} })).checkpoint;
+  }
+
+  /** ckpt extension: pinned checkpoints are never deleted by retention. */
+  async pinCheckpoint(projectId: string, jobId: string, checkpointId: string): Promise<TrainingJobCheckpoint> {
+    return (await this.request<{ checkpoint: TrainingJobCheckpoint }>("PUT", `${this.checkpointPath(projectId, jobId, checkpointId)}/pin`)).checkpoint;
+  }
+
+  async unpinCheckpoint(projectId: string, jobId: string, checkpointId: string): Promise<TrainingJobCheckpoint> {
+    return (await this.request<{ checkpoint: TrainingJobCheckpoint }>("DELETE", `${this.checkpointPath(projectId, jobId, checkpointId)}/pin`)).checkpoint;
+  }
+
+  /** ckpt extension: the project's aliases. */
+  async listAliases(projectId: string): Promise<CheckpointAlias[]> {
+    return (await this.request<{ aliases: CheckpointAlias[] }>("GET", `/v1/training_projects/${enc(projectId)}/aliases`)).aliases;
+  }
+
+  async setAlias(projectId: string, name: string, target: { training_job_id: string; checkpoint_id: string }): Promise<CheckpointAlias> {
+    return (await this.request<{ alias: CheckpointAlias }>("PUT", `/v1/training_projects/${enc(projectId)}/aliases/${enc(name)}`, { body: target })).alias;
+  }
+
+  async removeAlias(projectId: string, name: string): Promise<void> {
+    await this.request("DELETE", `/v1/training_projects/${enc(projectId)}/aliases/${enc(name)}`);
+  }
+
+  async aliasHistory(projectId: string, name: string): Promise<CheckpointAliasMove[]> {
+    return (await this.request<{ history: CheckpointAliasMove[] }>("GET", `/v1/training_projects/${enc(projectId)}/aliases/${enc(name)}/history`)).history;
+  }
+
+  /** ckpt extension: the project's retention policy. */
+  async getRetentionPolicy(projectId: string): Promise<RetentionPolicy> {
+    return (await this.request<{ policy: RetentionPolicy }>("GET", `/v1/training_projects/${enc(projectId)}/retention`)).policy;
+  }
+
+  async putRetentionPolicy(projectId: string, policy: Partial<RetentionPolicy>): Promise<RetentionPolicy> {
+    return (await this.request<{ policy: RetentionPolicy }>("PUT", `/v1/training_projects/${enc(projectId)}/retention`, { body: policy })).policy;
+  }
+
+  async planRetention(projectId: string): Promise<RetentionPlan> {
+    return this.request<RetentionPlan>("GET", `/v1/training_projects/${enc(projectId)}/retention/plan`);
+  }
+
+  /** Deletes what the policy deletes now; with `checkpoints` (a reviewed plan), only those of them. */
+  async applyRetention(
+    projectId: string,
+    checkpoints?: { training_job_id: string; checkpoint_id: string }[],
+  ): Promise<{ deleted: RetentionEntry[]; bytes_freed: number }> {
+    return this.request("POST", `/v1/training_projects/${enc(projectId)}/retention/apply`, { body: checkpoints ? { checkpoints } : {} });
   }
 
   /** One page of the checkpoint_files endpoint, exactly as the server sent it. */

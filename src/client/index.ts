@@ -18,6 +18,8 @@ export { listProjects } from "./list-projects.js";
 export { getJob } from "./get-job.js";
 export { LogShipper, type LogShipperOptions, type LogShipSummary, type OutputStream } from "./logs/log-shipper.js";
 export { getLoadCheckpointPlan, loadCheckpoints, LoadCheckpointError, type LoadCheckpointPlan, type LoadedCheckpoints } from "./load-checkpoints.js";
+export { resolveCheckpointRef } from "./checkpoint-ref.js";
+export { writeDownloadManifest, verifyDownload, MANIFEST_FILE_NAME } from "./download-manifest.js";
 export { downloadCheckpoint } from "./download/download-checkpoint.js";
 export { DEFAULT_RETRY_POLICY, DEFAULT_TUNING } from "./download/types.js";
 export type {

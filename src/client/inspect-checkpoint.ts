@@ -1,7 +1,7 @@
 import type { CkptClient } from "./api.js";
 import { CkptApiError } from "./errors.js";
 import type { CheckpointFile } from "./types.js";
-import { checkpointIdOf } from "./download/plan.js";
+import { checkpointIdOf } from "../domain/checkpoint-id.js";
 import {
   checkWeightMaps,
   formatOfFileName,

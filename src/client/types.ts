@@ -49,5 +49,54 @@ export interface TrainingJobCheckpoint {
   size_bytes: number;
   sync_status?: string | null;
   training_job_id: string;
+  /** ckpt extensions (absent on Baseten). */
+  state?: "WRITING" | "COMPLETE" | "INCOMPLETE";
+  file_count?: number;
+  aliases?: string[];
+  pinned?: boolean;
+  completed_at?: string | null;
+  completed_by?: string | null;
   [extra: string]: unknown;
+}
+
+/** ckpt extension: a project-scoped name for one (job, checkpoint). */
+export interface CheckpointAlias {
+  name: string;
+  training_job_id: string;
+  checkpoint_id: string;
+  updated_at: string;
+}
+
+/** One move of an alias; null ids: it was removed. */
+export interface CheckpointAliasMove {
+  version: number;
+  training_job_id: string | null;
+  checkpoint_id: string | null;
+  changed_at: string;
+}
+
+/** ckpt extension: a project's retention policy (null rule: not set). */
+export interface RetentionPolicy {
+  keep_last: number | null;
+  keep_best: number | null;
+  metric: string | null;
+  mode: "min" | "max" | null;
+  max_age_seconds: number | null;
+  auto: boolean;
+}
+
+export interface RetentionEntry {
+  training_job_id: string;
+  checkpoint_id: string;
+  state: string;
+  size_bytes: number;
+  file_count: number;
+  created_at: string;
+}
+
+export interface RetentionPlan {
+  policy: RetentionPolicy;
+  delete: RetentionEntry[];
+  keep: (RetentionEntry & { reasons: string[] })[];
+  bytes_freed: number;
 }

@@ -2,7 +2,7 @@ import { hostname, userInfo } from "node:os";
 import type { AuditEntry } from "./types.js";
 import type { MetadataStore } from "../stores/metadata/store.js";
 
-/** The actions ckpt itself records; other features add their own dotted names (e.g. `alias.moved`). */
+/** The actions ckpt itself records; each is a dotted lowercase name. */
 export const AUDIT_ACTIONS = {
   keyCreated: "api_key.created",
   keyRevoked: "api_key.revoked",
@@ -10,10 +10,13 @@ export const AUDIT_ACTIONS = {
   jobDeleted: "job.deleted",
   fileDeleted: "file.deleted",
   urlSecretRotated: "url_secret.rotated",
+  aliasMoved: "alias.moved",
+  aliasRemoved: "alias.removed",
+  retentionApplied: "retention.applied",
 } as const;
 
 /** Who did it: an API caller, or someone running `ckpt admin` on the server's machine. */
-export type AuditActor = { orgId: string; keyId: string } | { admin: string };
+export type AuditActor = { orgId: string; keyId: string } | { admin: string } | { system: string };
 
 /** The local admin CLI, named by the OS user and host running it. */
 export function adminActor(): AuditActor {
@@ -50,7 +53,7 @@ export async function recordAudit(store: MetadataStore, actor: AuditActor, recor
   return store.appendAudit({
     action: record.action,
     keyId: byKey ? actor.keyId : null,
-    actor: byKey ? `key ${actor.keyId}` : `admin CLI (${actor.admin})`,
+    actor: byKey ? `key ${actor.keyId}` : "admin" in actor ? `admin CLI (${actor.admin})` : `server (${actor.system})`,
     orgId: record.orgId !== undefined ? record.orgId : byKey ? actor.orgId : null,
     subject: record.subject ?? null,
     details,

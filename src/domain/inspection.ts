@@ -40,11 +40,13 @@ const parseJson = <T>(text: string | null): T | null => {
 const depthOf = (name: string) => name.split("/").length;
 
 /** Per checkpoint id. Of several adapter configs, the shallowest (then lowest rank) speaks for it. */
-export function checkpointFactsOf(rows: (FileFactsRecord & { checkpointId: string })[]): Map<string, CheckpointFacts> {
+export function checkpointFactsOf(rows: (FileFactsRecord & { checkpointId: string | null })[]): Map<string, CheckpointFacts> {
   const out = new Map<string, CheckpointFacts>();
   const adapterDepth = new Map<string, number>();
   for (const row of rows) {
-    let facts = out.get(row.checkpointId);
+    if (row.checkpointId === null) continue; // root files belong to no checkpoint
+    const checkpointId = row.checkpointId;
+    let facts = out.get(checkpointId);
     if (!facts) out.set(row.checkpointId, (facts = { parameterCount: null, baseModel: null, loraAdapterConfig: null, holdsLoraTensors: false }));
     if (row.format === "safetensors" && row.error === null) {
       facts.parameterCount = (facts.parameterCount ?? 0) + (row.parameterCount ?? 0);

@@ -39,12 +39,6 @@ export function parseNodeRank(raw: string): number {
   return rank;
 }
 
-/** The top-level folder a file belongs to: its checkpoint. Files at the root form checkpoint ".". */
-export function checkpointIdOf(relativeName: string): string {
-  const slash = relativeName.indexOf("/");
-  return slash === -1 ? "." : relativeName.slice(0, slash);
-}
-
 /** Object key of a file: the layout Baseten uses, so operators find files with any S3 tool. */
 export function blobKeyOf(projectId: string, jobId: string, nodeRank: number, relativeName: string): string {
   return `training_projects/${projectId}/jobs/${jobId}/rank-${nodeRank}/${relativeName}`;

@@ -1,15 +1,21 @@
 import type { Readable } from "node:stream";
-import { recordAudit, type AuditActor, type AuditRecord } from "./audit.js";
+import { AUDIT_ACTIONS, recordAudit, type AuditActor, type AuditRecord } from "./audit.js";
 import { checkReadiness, type Readiness } from "./readiness.js";
 import { ApiError, badRequest, conflict, insufficientStorage, notFound, unauthorized } from "./errors.js";
 import { newId } from "./ids.js";
 import { keyFromAuthorization, parseKey, secretMatches } from "./keys.js";
 import { assertRelativeName, blobKeyOf, jobBlobPrefix, parseBlobKey } from "./names.js";
+import { checkpointIdOf, nameInCheckpoint } from "./checkpoint-id.js";
+import { isDeepSpeedLatest, isSafetensorsIndex } from "./checkpoint-markers.js";
+import { safetensorsDeclaredSize, shardsOfIndex, stateWhenJobEnds, summarizeTrainerState } from "./checkpoints.js";
+import { EMPTY_POLICY, planRetention, type RetentionCandidate, type RetentionPlan, type RetentionPolicy } from "./retention.js";
 import {
   JOB_SEARCH_ORDER_FIELDS,
   JOB_STATUSES,
   TERMINAL_STATUSES,
   type AuditEntry,
+  type AliasHistoryEntry,
+  type AliasRecord,
   type CheckpointSummary,
   type JobSearch,
   type FileRecord,
@@ -33,6 +39,19 @@ import {
 
 /** Direct-upload URLs live a day at most: long enough for a slow link, short enough to sweep. */
 const MAX_UPLOAD_TTL_SECONDS = 24 * 3600;
+/** Largest JSON a completion check reads (a long run's trainer_state.json is a few MiB). */
+const MAX_MARKER_JSON_BYTES = 64 * 1024 * 1024;
+/** Largest safetensors header read to learn a shard's declared size (the format caps it at 100 MB). */
+const MAX_SAFETENSORS_HEADER_BYTES = 100_000_000;
+/** The derived per-job alias: never set by hand. */
+export const BEST_ALIAS = "best";
+const ALIAS_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A checkpoint as listed: its summary plus the aliases (project ones and `best`) naming it. */
+export interface ListedCheckpoint extends CheckpointSummary {
+  aliases: string[];
+}
+
 /** Five TiB, S3's largest object. */
 export const MAX_FILE_BYTES = 5 * 1024 ** 4;
 
@@ -105,7 +124,9 @@ export class CkptService {
     const pending = await this.metadata.jobsPendingPurge();
     for (const { projectId, jobId } of pending) await this.purgeJob(projectId, jobId);
     await this.metadata.purgeDeletedProjects();
-    return { incompleteUploadsRemoved, deletesFinished: pending.length };
+    const checkpointDeletes = await this.metadata.checkpointDeletesPending();
+    for (const deletion of checkpointDeletes) await this.finishCheckpointDelete(deletion);
+    return { incompleteUploadsRemoved, deletesFinished: pending.length + checkpointDeletes.length };
   }
 
   // --- Operations: audit log and readiness ---------------------------------------------------
@@ -220,7 +241,9 @@ export class CkptService {
   async stopJob(caller: Caller, projectId: string, jobId: string): Promise<JobRecord> {
     const { job } = await this.getJob(caller, projectId, jobId);
     if (TERMINAL_STATUSES.has(job.status)) return job;
-    return (await this.metadata.updateJob(caller.orgId, projectId, jobId, { status: "TRAINING_JOB_STOPPED" }))!;
+    const stopped = (await this.metadata.updateJob(caller.orgId, projectId, jobId, { status: "TRAINING_JOB_STOPPED" }))!;
+    await this.settleCheckpoints(stopped);
+    return stopped;
   }
 
   async updateJob(
@@ -232,6 +255,7 @@ export class CkptService {
     await this.getJob(caller, projectId, jobId);
     const updated = await this.metadata.updateJob(caller.orgId, projectId, jobId, change);
     if (!updated) throw notFound("training job");
+    if (change.status !== undefined) await this.settleCheckpoints(updated);
     return updated;
   }
 
@@ -287,6 +311,8 @@ export class CkptService {
     stored: { sizeBytes: number; sha256: string | null },
     facts: StoredFacts | null,
   ): Promise<FileRecord> {
+    const checkpointId = checkpointIdOf(target.relativeName);
+    const before = checkpointId === null ? null : await this.metadata.getCheckpoint(target.jobId, checkpointId);
     let committed: Awaited<ReturnType<MetadataStore["commitFile"]>>;
     try {
       committed = await this.metadata.commitFile({
@@ -314,6 +340,11 @@ export class CkptService {
       await this.blobs.delete(key);
       throw new ApiError(409, "TOO_MANY_FILES", `a job holds at most ${this.limits.maxFilesPerJob} files`);
     }
+    if (committed === "checkpoint-deleting") {
+      await this.blobs.delete(key);
+      throw conflict(`checkpoint '${checkpointIdOf(target.relativeName)}' is being deleted; upload it again once the delete has finished`);
+    }
+    await this.afterCommit(target.jobId, committed, before);
     return committed;
   }
 
@@ -456,7 +487,10 @@ export class CkptService {
   async listFiles(caller: Caller, projectId: string, jobId: string, pageToken: number, pageSize: number): Promise<FilePage> {
     const { job } = await this.getJob(caller, projectId, jobId);
     const limit = Math.min(pageSize, this.limits.maxPageSize);
-    const rows = await this.metadata.listFiles(jobId, pageToken, limit);
+    // page_token is the position of the page's first file. Positions are dense until a
+    // retention delete leaves gaps; one row beyond the page says where the next page starts.
+    const fetched = await this.metadata.listFiles(jobId, pageToken, limit + 1);
+    const rows = fetched.slice(0, limit);
     const now = new Date();
     const files = rows.map((file) => ({
       file,
@@ -464,17 +498,9 @@ export class CkptService {
     }));
     // The count read with the job may trail a commit that landed since; never report fewer
     // files than this page proves exist.
-    const seen = pageToken + rows.length;
-    const totalCount = rows.length > 0 ? Math.max(job.fileCount, seen) : job.fileCount;
-    const nextPageToken = rows.length > 0 && seen < totalCount ? seen : null;
+    const totalCount = Math.max(job.fileCount, rows.length);
+    const nextPageToken = fetched.length > limit ? fetched[limit]!.seq : null;
     return { files, nextPageToken, totalCount };
-  }
-
-  async listCheckpoints(caller: Caller, projectId: string, jobId: string): Promise<{ job: JobRecord; project: ProjectRecord; checkpoints: CheckpointSummary[]; facts: Map<string, CheckpointFacts> }> {
-    const { job, project } = await this.getJob(caller, projectId, jobId);
-    const checkpoints = await this.metadata.summarizeCheckpoints(jobId);
-    const facts = checkpointFactsOf(await this.metadata.listFileFacts(jobId, LISTING_FACT_FORMATS));
-    return { job, project, checkpoints, facts };
   }
 
   /**
@@ -489,7 +515,7 @@ export class CkptService {
     page: { pageToken: number; pageSize: number; fileName?: string },
   ): Promise<CheckpointTensorsPage> {
     await this.getJob(caller, projectId, jobId);
-    let rows = checkpointId === "" || checkpointId.includes("/") ? [] : await this.metadata.listCheckpointFilesWithFacts(jobId, checkpointId);
+    let rows = checkpointIdOf(`${checkpointId}/x`) !== checkpointId ? [] : await this.metadata.listCheckpointFilesWithFacts(jobId, checkpointId);
     if (rows.length === 0) throw notFound("checkpoint");
     if (page.fileName !== undefined) {
       rows = rows.filter((r) => r.file.relativeName === page.fileName);
@@ -498,6 +524,262 @@ export class CkptService {
     const pageSize = Math.min(page.pageSize, this.limits.maxPageSize);
     return pageCheckpointTensors(checkpointId, rows, (rank, name) => this.metadata.factsDetail(jobId, rank, name), page.pageToken, pageSize);
   }
+
+  // --- Checkpoints: completeness, aliases, pins, retention -----------------------------------
+
+  /**
+   * What a committed file tells about its checkpoint beyond its name (the name rules ran in the
+   * commit's transaction): a trainer_state.json's metrics, a safetensors index's shards, a shard's
+   * declared size, DeepSpeed's `latest`. Reads only that file's own bytes (a header, a small JSON),
+   * never the job's listing. A failure here never fails the upload: the file is committed, and the
+   * checkpoint can still be completed by a marker, the job ending or an explicit call.
+   */
+  private async afterCommit(jobId: string, file: FileRecord, before: CheckpointSummary | null): Promise<void> {
+    try {
+      const checkpointId = checkpointIdOf(file.relativeName);
+      const projectId = await this.projectOfJob(jobId);
+      if (projectId === null) return;
+      const key = blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName);
+      if (checkpointId === null) {
+        if (isDeepSpeedLatest(file.relativeName) && file.sizeBytes <= 4096) {
+          const tag = (await this.readBytes(key, file.sizeBytes)).toString("utf8").trim();
+          if (checkpointIdOf(`${tag}/x`) === tag) await this.metadata.completeCheckpoint(jobId, tag, "deepspeed-latest");
+        }
+      } else {
+        const inside = nameInCheckpoint(file.relativeName)!;
+        if (inside === "trainer_state.json" && file.sizeBytes <= MAX_MARKER_JSON_BYTES) {
+          const summary = summarizeTrainerState(JSON.parse((await this.readBytes(key, file.sizeBytes)).toString("utf8")));
+          if (summary) await this.metadata.setTrainerState(jobId, checkpointId, summary);
+        }
+        if (isSafetensorsIndex(file.relativeName) && file.sizeBytes <= MAX_MARKER_JSON_BYTES) {
+          const shards = shardsOfIndex(JSON.parse((await this.readBytes(key, file.sizeBytes)).toString("utf8")));
+          const folder = file.relativeName.slice(0, file.relativeName.lastIndexOf("/") + 1);
+          const names = (shards ?? []).map((shard) => folder + shard).filter((name) => checkpointIdOf(name) === checkpointId && !name.split("/").includes(".."));
+          const present = await this.metadata.setRequirements(jobId, checkpointId, file.nodeRank, names);
+          for (const shard of present) await this.checkShard(projectId, jobId, file.nodeRank, shard.relativeName, shard.sizeBytes);
+        } else if (file.relativeName.endsWith(".safetensors") && (before?.hasIndex ?? false)) {
+          await this.checkShard(projectId, jobId, file.nodeRank, file.relativeName, file.sizeBytes);
+        }
+      }
+      const job = await this.jobRecord(jobId);
+      if (job && TERMINAL_STATUSES.has(job.status)) await this.settleCheckpoints(job);
+      if (checkpointId !== null && before?.state !== "COMPLETE") {
+        const after = await this.metadata.getCheckpoint(jobId, checkpointId);
+        if (after?.state === "COMPLETE") await this.applyRetentionIfAuto(projectId);
+      }
+    } catch {
+      // See the method's comment: completeness checks are best-effort beyond the commit itself.
+    }
+  }
+
+  /** A shard counts once its size is the one its own safetensors header declares. */
+  private async checkShard(projectId: string, jobId: string, nodeRank: number, relativeName: string, sizeBytes: number): Promise<void> {
+    const key = blobKeyOf(projectId, jobId, nodeRank, relativeName);
+    const lengthBytes = await this.readBytes(key, Math.min(8, sizeBytes));
+    if (lengthBytes.length < 8) return;
+    const headerLength = Number(lengthBytes.readBigUInt64LE(0));
+    if (headerLength > MAX_SAFETENSORS_HEADER_BYTES || 8 + headerLength > sizeBytes) return;
+    const declared = safetensorsDeclaredSize(await this.readBytes(key, 8 + headerLength));
+    if (declared === sizeBytes) await this.metadata.meetRequirement(jobId, nodeRank, relativeName, sizeBytes);
+  }
+
+  private async readBytes(key: string, length: number): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.blobs.read(key, { start: 0, end: length - 1 })) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** The project of a live job, from the job id alone (commits know only the job). */
+  private async projectOfJob(jobId: string): Promise<string | null> {
+    return (await this.jobRecord(jobId))?.projectId ?? null;
+  }
+
+  private async jobRecord(jobId: string): Promise<JobRecord | null> {
+    return this.metadata.getJobById(jobId);
+  }
+
+  /** A job that ended completes (or gives up on) its checkpoints still WRITING; those with a direct upload open wait for it. */
+  private async settleCheckpoints(job: JobRecord): Promise<void> {
+    const change = stateWhenJobEnds(job.status);
+    if (!change) return;
+    const open = new Set<string>();
+    for (const name of await this.metadata.openUploadNames(job.id)) {
+      const id = checkpointIdOf(name);
+      if (id !== null) open.add(id);
+    }
+    const changed = await this.metadata.settleCheckpoints(job.id, change, [...open]);
+    if (changed.length > 0 && change.state === "COMPLETE") await this.applyRetentionIfAuto(job.projectId);
+  }
+
+  /** The job's checkpoints with their aliases, including the derived `best`. */
+  async listCheckpoints(
+    caller: Caller,
+    projectId: string,
+    jobId: string,
+  ): Promise<{ job: JobRecord; project: ProjectRecord; checkpoints: ListedCheckpoint[]; facts: Map<string, CheckpointFacts> }> {
+    const { job, project } = await this.getJob(caller, projectId, jobId);
+    const summaries = await this.metadata.summarizeCheckpoints(jobId);
+    const aliases = await this.metadata.listAliases(projectId);
+    const facts = checkpointFactsOf(await this.metadata.listFileFacts(jobId, LISTING_FACT_FORMATS));
+    return { job, project, checkpoints: withAliases(summaries, jobId, aliases), facts };
+  }
+
+  async getCheckpoint(caller: Caller, projectId: string, jobId: string, checkpointId: string): Promise<ListedCheckpoint> {
+    const { checkpoints } = await this.listCheckpoints(caller, projectId, jobId);
+    const found = checkpoints.find((c) => c.checkpointId === checkpointId);
+    if (!found) throw notFound("checkpoint");
+    return found;
+  }
+
+  async completeCheckpoint(caller: Caller, projectId: string, jobId: string, checkpointId: string): Promise<ListedCheckpoint> {
+    await this.getJob(caller, projectId, jobId);
+    const before = await this.metadata.getCheckpoint(jobId, checkpointId);
+    if (!before || !(await this.metadata.completeCheckpoint(jobId, checkpointId, "explicit"))) throw notFound("checkpoint");
+    if (before.state !== "COMPLETE") await this.applyRetentionIfAuto(projectId);
+    return this.getCheckpoint(caller, projectId, jobId, checkpointId);
+  }
+
+  async setPinned(caller: Caller, projectId: string, jobId: string, checkpointId: string, pinned: boolean): Promise<ListedCheckpoint> {
+    await this.getJob(caller, projectId, jobId);
+    if (!(await this.metadata.setPinned(jobId, checkpointId, pinned))) throw notFound("checkpoint");
+    return this.getCheckpoint(caller, projectId, jobId, checkpointId);
+  }
+
+  async listAliases(caller: Caller, projectId: string): Promise<AliasRecord[]> {
+    await this.requireProject(caller, projectId);
+    return this.metadata.listAliases(projectId);
+  }
+
+  async setAlias(caller: Caller, projectId: string, name: string, jobId: string, checkpointId: string): Promise<AliasRecord> {
+    assertAliasName(name);
+    // Ids never hold NUL (PostgreSQL refuses it in text): such a body names nothing.
+    if (jobId.includes("\u0000")) throw notFound("training job");
+    await this.getJob(caller, projectId, jobId);
+    if (checkpointId.includes("\u0000")) throw notFound("checkpoint");
+    const alias = await this.metadata.setAlias(projectId, name, jobId, checkpointId);
+    if (alias === "checkpoint-gone") throw notFound("checkpoint");
+    await this.audit(caller, { action: AUDIT_ACTIONS.aliasMoved, subject: projectId, details: { name, training_job_id: jobId, checkpoint_id: checkpointId } });
+    return alias;
+  }
+
+  async removeAlias(caller: Caller, projectId: string, name: string): Promise<void> {
+    assertAliasName(name);
+    await this.requireProject(caller, projectId);
+    if (!(await this.metadata.removeAlias(projectId, name))) throw notFound("alias");
+    await this.audit(caller, { action: AUDIT_ACTIONS.aliasRemoved, subject: projectId, details: { name } });
+  }
+
+  async aliasHistory(caller: Caller, projectId: string, name: string): Promise<AliasHistoryEntry[]> {
+    assertAliasName(name);
+    await this.requireProject(caller, projectId);
+    const history = await this.metadata.aliasHistory(projectId, name);
+    if (history.length === 0) throw notFound("alias");
+    return history;
+  }
+
+  async getRetentionPolicy(caller: Caller, projectId: string): Promise<RetentionPolicy> {
+    await this.requireProject(caller, projectId);
+    return (await this.metadata.getRetentionPolicy(projectId)) ?? EMPTY_POLICY;
+  }
+
+  async putRetentionPolicy(caller: Caller, projectId: string, policy: RetentionPolicy): Promise<RetentionPolicy> {
+    await this.requireProject(caller, projectId);
+    if ((policy.keepBest === null) !== (policy.metric === null)) throw badRequest("keep_best and metric go together: give both or neither");
+    if (policy.metric !== null && !/^[A-Za-z0-9_.\/-]{1,256}$/.test(policy.metric))
+      throw badRequest("metric is a trainer_state.json log_history key: letters, digits, '_', '.', '-' or '/'");
+    await this.metadata.putRetentionPolicy(projectId, policy);
+    return policy;
+  }
+
+  async planRetention(caller: Caller, projectId: string): Promise<{ policy: RetentionPolicy; plan: RetentionPlan }> {
+    await this.requireProject(caller, projectId);
+    return this.retentionPlanOf(projectId, caller.orgId);
+  }
+
+  private async retentionPlanOf(projectId: string, orgId: string): Promise<{ policy: RetentionPolicy; plan: RetentionPlan }> {
+    const policy = (await this.metadata.getRetentionPolicy(projectId)) ?? EMPTY_POLICY;
+    const aliases = await this.metadata.listAliases(projectId);
+    const jobs: RetentionCandidate[][] = [];
+    for (const job of await this.metadata.listJobs(orgId, projectId)) {
+      const listed = withAliases(await this.metadata.summarizeCheckpoints(job.id), job.id, aliases);
+      jobs.push(
+        listed.map((c) => ({
+          jobId: job.id,
+          checkpointId: c.checkpointId,
+          state: c.state,
+          createdAt: c.createdAt,
+          sizeBytes: c.sizeBytes,
+          fileCount: c.fileCount,
+          pinned: c.pinned,
+          aliases: c.aliases,
+          metrics: c.trainerState?.metrics ?? {},
+        })),
+      );
+    }
+    return { policy, plan: planRetention(policy, jobs, new Date()) };
+  }
+
+  /**
+   * Deletes what the plan deletes now; with `expected` (the plan a user reviewed), only the
+   * checkpoints in both, so nothing is deleted that was not shown. Each delete happens once
+   * even when several servers apply at the same time (beginCheckpointDelete is the arbiter).
+   */
+  async applyRetention(
+    caller: Caller | null,
+    projectId: string,
+    expected?: { jobId: string; checkpointId: string }[],
+  ): Promise<{ deleted: RetentionCandidate[]; bytesFreed: number }> {
+    const orgId = caller ? (await this.requireProject(caller, projectId)).orgId : await this.orgOfProject(projectId);
+    if (orgId === null) return { deleted: [], bytesFreed: 0 };
+    const { plan } = await this.retentionPlanOf(projectId, orgId);
+    const wanted = expected ? new Set(expected.map((e) => `${e.jobId}\u0000${e.checkpointId}`)) : null;
+    const deleted: RetentionCandidate[] = [];
+    for (const c of plan.delete) {
+      if (wanted && !wanted.has(`${c.jobId}\u0000${c.checkpointId}`)) continue;
+      if (await this.deleteCheckpoint(projectId, c.jobId, c.checkpointId)) deleted.push(c);
+    }
+    const bytesFreed = deleted.reduce((n, c) => n + c.sizeBytes, 0);
+    if (deleted.length > 0 || caller !== null)
+      await this.audit(caller ?? { system: "retention --auto" }, {
+        action: AUDIT_ACTIONS.retentionApplied,
+        orgId,
+        subject: projectId,
+        details: {
+          deleted: deleted.map((c) => `${c.jobId}/${c.checkpointId}`).join(" "),
+          checkpoints_deleted: deleted.length,
+          bytes_freed: bytesFreed,
+        },
+      });
+    return { deleted, bytesFreed };
+  }
+
+  private async applyRetentionIfAuto(projectId: string): Promise<void> {
+    const policy = await this.metadata.getRetentionPolicy(projectId);
+    if (policy?.auto) await this.applyRetention(null, projectId);
+  }
+
+  private async orgOfProject(projectId: string): Promise<string | null> {
+    return this.metadata.orgOfProject(projectId);
+  }
+
+  /**
+   * Crash-safe like a job delete: the checkpoint's files are unlisted in one transaction (from
+   * then on it is wholly gone), then its blobs are removed and its rows purged. A crash between
+   * the steps leaves it marked, and recover() finishes it on the next start.
+   */
+  private async deleteCheckpoint(projectId: string, jobId: string, checkpointId: string): Promise<boolean> {
+    const begun = await this.metadata.beginCheckpointDelete(jobId, checkpointId);
+    if (!begun) return false;
+    await this.finishCheckpointDelete({ projectId, jobId, checkpointId, nodeRanks: begun.nodeRanks });
+    return true;
+  }
+
+  private async finishCheckpointDelete(deletion: { projectId: string; jobId: string; checkpointId: string; nodeRanks: number[] }): Promise<void> {
+    for (const rank of deletion.nodeRanks) await this.blobs.deletePrefix(blobKeyOf(deletion.projectId, deletion.jobId, rank, `${deletion.checkpointId}/`));
+    await this.metadata.finishCheckpointDelete(deletion.jobId, deletion.checkpointId);
+  }
+
 
   /**
    * For the presigned download route: the file behind a blob key, if it is still listed. The URL
@@ -545,4 +827,40 @@ function parseJobSearch(request: JobSearchRequest): JobSearch {
     orderBy: first ? { field: "created_at", order: first.order as "asc" | "desc" } : { field: "created_at", order: "desc" },
     limit: MAX_SEARCH_RESULTS,
   };
+}
+
+function assertAliasName(name: string): void {
+  if (!ALIAS_NAME.test(name)) throw badRequest("an alias name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit");
+  if (name === BEST_ALIAS) throw badRequest("'best' is derived from trainer_state.json and cannot be set or removed by hand");
+}
+
+/**
+ * The checkpoint `@best` names in one job: trainer_state.json's best_model_checkpoint in the
+ * newest state the job reported (highest global_step), or, when it names none, the checkpoint
+ * whose own eval metric equals the reported best_metric. Null when the framework reports neither.
+ */
+export function bestCheckpointOf(checkpoints: readonly CheckpointSummary[]): string | null {
+  let newest: CheckpointSummary | null = null;
+  for (const c of checkpoints)
+    if (c.trainerState && (newest === null || (c.trainerState.globalStep ?? -1) >= (newest.trainerState!.globalStep ?? -1))) newest = c;
+  const state = newest?.trainerState;
+  if (!state) return null;
+  const ids = new Set(checkpoints.map((c) => c.checkpointId));
+  if (state.bestCheckpoint !== null) return ids.has(state.bestCheckpoint) ? state.bestCheckpoint : null;
+  if (state.bestMetric === null) return null;
+  const match = checkpoints.find((c) =>
+    Object.entries(c.trainerState?.metrics ?? {}).some(([key, value]) => key.startsWith("eval_") && value === state.bestMetric),
+  );
+  return match?.checkpointId ?? null;
+}
+
+function withAliases(summaries: CheckpointSummary[], jobId: string, aliases: readonly AliasRecord[]): ListedCheckpoint[] {
+  const best = bestCheckpointOf(summaries);
+  return summaries.map((c) => ({
+    ...c,
+    aliases: [
+      ...(c.checkpointId === best ? [BEST_ALIAS] : []),
+      ...aliases.filter((a) => a.jobId === jobId && a.checkpointId === c.checkpointId).map((a) => a.name),
+    ],
+  }));
 }

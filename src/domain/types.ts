@@ -1,4 +1,5 @@
 /** Domain records, named after the API objects they become (not after tables). */
+import type { CheckpointState, CompletionReason, TrainerStateSummary } from "./checkpoints.js";
 
 export const JOB_STATUSES = [
   "TRAINING_JOB_CREATED",
@@ -96,6 +97,42 @@ export interface CheckpointSummary {
   createdAt: string;
   lastModified: string;
   hasAdapterConfig: boolean;
+  /** Kept per checkpoint at commit time, so no listing or state decision scans a job's files. */
+  state: CheckpointState;
+  completedAt: string | null;
+  completedBy: CompletionReason | null;
+  pinned: boolean;
+  /** From its trainer_state.json, when it has one. */
+  trainerState: TrainerStateSummary | null;
+  /** Shards a safetensors index names that are not yet present at their declared size. */
+  requirementsPending: number;
+  hasIndex: boolean;
+}
+
+/** A project-scoped name for one (job, checkpoint). */
+export interface AliasRecord {
+  projectId: string;
+  name: string;
+  jobId: string;
+  checkpointId: string;
+  updatedAt: string;
+}
+
+/** One move of an alias; jobId and checkpointId are null when it was removed. */
+export interface AliasHistoryEntry {
+  name: string;
+  version: number;
+  jobId: string | null;
+  checkpointId: string | null;
+  changedAt: string;
+}
+
+/** A checkpoint whose delete began (its files are unlisted) and whose blobs may remain. */
+export interface CheckpointDeletion {
+  projectId: string;
+  jobId: string;
+  checkpointId: string;
+  nodeRanks: number[];
 }
 
 /** A direct upload in progress: the client PUTs bytes to presigned URLs, then asks to complete. */

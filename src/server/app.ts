@@ -22,6 +22,7 @@ import { jobRoutes } from "./routes/jobs.js";
 import { logRoutes } from "./routes/logs.js";
 import { loadCheckpointRoutes } from "./routes/load-checkpoints.js";
 import { JobLogs } from "../domain/logs.js";
+import { checkpointObjectRoutes } from "./routes/checkpoint-objects.js";
 import { projectRoutes } from "./routes/projects.js";
 import { trainingJobsSearchRoute } from "./routes/training-jobs-search.js";
 import { uploadRoutes } from "./routes/uploads.js";
@@ -151,6 +152,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await api.register(loadCheckpointRoutes, { service: options.service });
     await api.register(logRoutes, { logs: new JobLogs(options.service, options.service.limits.maxLogLinesPerJob) });
     await api.register(checkpointTensorsRoute, { service: options.service });
+    await api.register(checkpointObjectRoutes, { service: options.service });
   });
 
   if (options.signer) {

@@ -1,5 +1,7 @@
-import type { CheckpointSummary, FileRecord, JobRecord, ProjectRecord } from "../domain/types.js";
+import type { ListedCheckpoint } from "../domain/service.js";
+import type { AliasHistoryEntry, AliasRecord, FileRecord, JobRecord, ProjectRecord } from "../domain/types.js";
 import type { CheckpointFacts } from "../domain/inspection.js";
+import type { RetentionCandidate, RetentionPolicy } from "../domain/retention.js";
 
 /** The one place that turns domain records into API objects of Baseten's shapes. */
 
@@ -79,7 +81,7 @@ export function presentCheckpointFile(file: FileRecord, url: string) {
 }
 
 /** `facts`: what the checkpoint's files said when committed (base model, adapter config, parameters). */
-export function presentCheckpoint(summary: CheckpointSummary, job: JobRecord, facts?: CheckpointFacts) {
+export function presentCheckpoint(summary: ListedCheckpoint, job: JobRecord, facts?: CheckpointFacts) {
   const syncing = job.checkpointSyncStatus === "SYNCING";
   return {
     checkpoint_id: summary.checkpointId,
@@ -91,5 +93,41 @@ export function presentCheckpoint(summary: CheckpointSummary, job: JobRecord, fa
     sync_status: syncing ? "SYNCING" : "COMPLETED",
     training_job_id: job.id,
     parameter_count: facts?.parameterCount ?? null,
+    state: summary.state,
+    file_count: summary.fileCount,
+    aliases: summary.aliases,
+    pinned: summary.pinned,
+    completed_at: summary.completedAt,
+    completed_by: summary.completedBy,
+  };
+}
+
+export function presentAlias(alias: AliasRecord) {
+  return { name: alias.name, training_job_id: alias.jobId, checkpoint_id: alias.checkpointId, updated_at: alias.updatedAt };
+}
+
+export function presentAliasMove(entry: AliasHistoryEntry) {
+  return { version: entry.version, training_job_id: entry.jobId, checkpoint_id: entry.checkpointId, changed_at: entry.changedAt };
+}
+
+export function presentPolicy(policy: RetentionPolicy) {
+  return {
+    keep_last: policy.keepLast,
+    keep_best: policy.keepBest,
+    metric: policy.metric,
+    mode: policy.mode,
+    max_age_seconds: policy.maxAgeSeconds,
+    auto: policy.auto,
+  };
+}
+
+export function presentRetentionEntry(c: RetentionCandidate) {
+  return {
+    training_job_id: c.jobId,
+    checkpoint_id: c.checkpointId,
+    state: c.state,
+    size_bytes: c.sizeBytes,
+    file_count: c.fileCount,
+    created_at: c.createdAt,
   };
 }

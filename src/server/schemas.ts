@@ -109,6 +109,15 @@ export const TrainingJobCheckpointV1 = Type.Object(
     parameter_count: Type.Optional(
       Nullable(Type.Integer({ description: "(ckpt extension) Elements of the checkpoint's safetensors files, all ranks; null when it has none ckpt could read." })),
     ),
+    // ckpt extensions (Baseten's schema allows extra properties here).
+    state: Type.Union([Type.Literal("WRITING"), Type.Literal("COMPLETE"), Type.Literal("INCOMPLETE")], {
+      description: "ckpt: WRITING (files may still arrive), COMPLETE, or INCOMPLETE (its job ended before it completed).",
+    }),
+    file_count: Type.Integer({ description: "ckpt: files in the checkpoint, over all ranks." }),
+    aliases: Type.Array(Type.String(), { description: "ckpt: project aliases naming it, and 'best' when trainer_state.json says so." }),
+    pinned: Type.Boolean({ description: "ckpt: pinned checkpoints are never deleted by retention." }),
+    completed_at: Nullable(Type.String({ format: "date-time", description: "ckpt: when it became COMPLETE; null until then." })),
+    completed_by: Nullable(Type.String({ description: "ckpt: what completed it: marker, safetensors-index, deepspeed-latest, explicit, job-completed." })),
   },
   { $id: "TrainingJobCheckpointV1" },
 );

@@ -160,7 +160,7 @@ describe("training jobs", () => {
 });
 
 describe("checkpoints", () => {
-  test("top-level folders are checkpoints, root files form '.', sizes summed over ranks", async () => {
+  test("top-level folders are checkpoints, root files belong to none, sizes summed over ranks", async () => {
     const { client, jobPath, upload } = await setupJob(server, "ckpts");
     await upload(0, "checkpoint-100/model.safetensors", Buffer.alloc(100));
     await upload(1, "checkpoint-100/model.safetensors", Buffer.alloc(150));
@@ -171,11 +171,14 @@ describe("checkpoints", () => {
     assert.equal(r.status, 200);
     assertBasetenShape("GetTrainingJobCheckpointsResponseV1", r.body);
     const byId = Object.fromEntries(r.body.checkpoints.map((c: any) => [c.checkpoint_id, c]));
-    assert.deepEqual(Object.keys(byId).sort(), [".", "checkpoint-100", "checkpoint-200"]);
+    assert.deepEqual(Object.keys(byId).sort(), ["checkpoint-100", "checkpoint-200"]);
     assert.equal(byId["checkpoint-100"].size_bytes, 250);
     assert.equal(byId["checkpoint-200"].checkpoint_type, "lora");
     assert.equal(byId["checkpoint-100"].checkpoint_type, "full");
-    assert.equal(byId["."].size_bytes, 5);
+    assert.equal(byId["checkpoint-100"].file_count, 2);
+    assert.equal(byId["checkpoint-100"].state, "WRITING");
+    const files = await client.get(`${jobPath}/checkpoint_files`);
+    assert.ok(files.body.presigned_urls.some((f: any) => f.relative_file_name === "config.json"), "the root file is still a checkpoint file");
     assert.equal(byId["checkpoint-100"].sync_status, "COMPLETED");
     // While the training side reports syncing, so do the checkpoints.
     await client.patch(jobPath, { checkpoint_sync_status: "SYNCING" });

@@ -8,6 +8,13 @@ import { CLI_PATH, runCli } from "../harness/server.js";
 import { bytes, expectedTree, MiB, readTree, seedJob, sha256, tempDir, type FixtureFile } from "../client/support/fixtures.js";
 import { startProxiedServer } from "../client/support/proxied-server.js";
 
+/** The downloaded files, without the manifest the CLI writes in the state folder (which must be there). */
+function downloaded(dir: string): Map<string, Buffer> {
+  const tree = readTree(dir);
+  assert.ok(tree.delete(".ckpt-download/manifest.json"), `no manifest in ${dir}`);
+  return tree;
+}
+
 function digests(tree: Map<string, Buffer>): Record<string, string> {
   return Object.fromEntries([...tree].sort(([a], [b]) => a.localeCompare(b)).map(([name, content]) => [name, sha256(content)]));
 }
@@ -37,7 +44,7 @@ test("ckpt download: rank layout, JSON events, selection with --flat, dry run; a
   assert.equal(events[0]!.type, "planned");
   assert.equal(events.filter((e) => e.type === "file-done").length, files.length);
   assert.deepEqual(events.at(-1), { ...events.at(-1), type: "summary", downloaded: files.length });
-  assert.deepEqual(digests(readTree(join(out.path, "all"))), digests(expectedTree(files)));
+  assert.deepEqual(digests(downloaded(join(out.path, "all"))), digests(expectedTree(files)));
 
   const again = await ckpt("--out", join(out.path, "all"));
   assert.equal(again.code, 0, again.stderr);
@@ -46,7 +53,7 @@ test("ckpt download: rank layout, JSON events, selection with --flat, dry run; a
   const flat = await ckpt("--out", join(out.path, "flat"), "--rank", "1", "--flat", "--include", "*.bin", "--quiet");
   assert.equal(flat.code, 0, flat.stderr);
   assert.equal(flat.stdout + flat.stderr, "");
-  assert.deepEqual([...readTree(join(out.path, "flat")).keys()], ["checkpoint-5/model.bin"]);
+  assert.deepEqual([...downloaded(join(out.path, "flat")).keys()], ["checkpoint-5/model.bin"]);
 
   const dry = await ckpt("--out", join(out.path, "dry"), "--dry-run");
   assert.equal(dry.code, 0, dry.stderr);
@@ -107,7 +114,7 @@ test("ckpt download stopped by Ctrl-C, then killed with SIGKILL, resumes without
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, /1 to download \([0-5]\.0 MiB to fetch\)/);
   assert.ok(proxy.blobBytes() <= 5 * MiB, `the last run fetched ${proxy.blobBytes()} bytes of an 8 MiB file with at least 3 MiB done`);
-  assert.deepEqual(digests(readTree(out.path)), digests(expectedTree(files)));
+  assert.deepEqual(digests(downloaded(out.path)), digests(expectedTree(files)));
 });
 
 test("ckpt download: a file that keeps failing is reported on stderr with exit code 1, after the others completed", async (t) => {
@@ -129,5 +136,5 @@ test("ckpt download: a file that keeps failing is reported on stderr with exit c
   assert.equal(result.code, 1);
   assert.match(result.stderr, /ckpt: 1 of 3 files failed:\n {2}rank-0\/bad\.bin: HTTP 503/);
   assert.match(result.stderr, /the other files are complete/);
-  assert.deepEqual(digests(readTree(out.path)), digests(expectedTree(files.filter((f) => f.name !== "bad.bin"))));
+  assert.deepEqual(digests(readTree(out.path)), digests(expectedTree(files.filter((f) => f.name !== "bad.bin"))), "no manifest for a download that failed");
 });

@@ -32,7 +32,7 @@ test("projects create and jobs create print ids; projects, jobs, checkpoints and
 
   // --job defaults to the project's latest job.
   const checkpoints = await ckpt("checkpoints", "--project", "llama");
-  assert.match(checkpoints, /^CHECKPOINT +TYPE +SIZE +CREATED\ncheckpoint-10 +full +3\.0 MiB .*\ncheckpoint-20 +full +2 B /);
+  assert.match(checkpoints, /^CHECKPOINT +STATE +TYPE +SIZE +FILES +ALIASES +PINNED +CREATED\ncheckpoint-10 +WRITING +full +3\.0 MiB +\d+ +- +- .*\ncheckpoint-20 +WRITING +full +2 B +1 +- +- /);
 
   const table = await ckpt("ls", "--project", "llama");
   assert.match(table, /^RANK +NAME +SIZE +MODIFIED\n0 +checkpoint-10\/model\.bin +2\.0 MiB +\S+\n1 +checkpoint-10\/model\.bin +1\.0 MiB +\S+\n0 +checkpoint-20\/config\.json +2 B +\S+\n$/);

@@ -11,6 +11,11 @@ const clientRoot = dirname(clientEntry);
 const formatsRoot = resolve(clientRoot, "..", "formats");
 /** Packages the SDK may load: nothing of the server (no fastify, SQLite, pg, AWS SDK). */
 const ALLOWED_PACKAGES = new Set(["undici", "picomatch"]);
+/**
+ * Domain rules the SDK shares with the server so each has one home (which checkpoint a file
+ * belongs to, which files complete one). They import nothing but each other.
+ */
+const SHARED_DOMAIN_MODULES = new Set(["checkpoint-id.js", "checkpoint-markers.js"].map((f) => resolve(clientRoot, "..", "domain", f)));
 
 /** Every module reachable from the SDK entry point, following the compiled import statements. */
 function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {
@@ -32,8 +37,18 @@ function importGraph(entry: string): { files: Set<string>; packages: Set<string>
 
 test("the SDK loads nothing outside src/client and no server dependency", () => {
   const { files, packages } = importGraph(clientEntry);
-  const outside = [...files].filter((f) => relative(clientRoot, f).startsWith("..") && relative(formatsRoot, f).startsWith(".."));
-  assert.deepEqual(outside, [], "modules outside src/client (and src/formats) reachable from the SDK");
+  const outside = [...files].filter(
+    (f) => relative(clientRoot, f).startsWith("..") && relative(formatsRoot, f).startsWith("..") && !SHARED_DOMAIN_MODULES.has(f),
+  );
+  assert.deepEqual(outside, [], "modules outside src/client (and src/formats, the shared domain rules) reachable from the SDK");
   assert.deepEqual([...packages].filter((p) => !ALLOWED_PACKAGES.has(p)), []);
   assert.ok(files.has(join(clientRoot, "download", "download-checkpoint.js")), "the graph walk should reach the download engine");
+});
+
+test("the domain modules the SDK shares import nothing else", () => {
+  for (const module of SHARED_DOMAIN_MODULES) {
+    const { files, packages } = importGraph(module);
+    assert.deepEqual([...files].filter((f) => !SHARED_DOMAIN_MODULES.has(f)), [], `${module} reaches further`);
+    assert.deepEqual([...packages], []);
+  }
 });

@@ -1,7 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ancestorsOf, blobKeyOf, checkpointIdOf, parseBlobKey, parseNodeRank, relativeNameProblem } from "../../src/domain/names.js";
+import { checkpointIdOf } from "../../src/domain/checkpoint-id.js";
+import { ancestorsOf, blobKeyOf, parseBlobKey, parseNodeRank, relativeNameProblem } from "../../src/domain/names.js";
 
 describe("relative_file_name rules", () => {
   const good = ["a", "a/b/c.bin", "checkpoint-100/model-00001-of-00004.safetensors", "ünï/模型 1.bin", "a.b", "...", ".hidden", "a..b", "x".repeat(1024)];
@@ -39,9 +40,11 @@ describe("keys and checkpoints", () => {
     assert.equal(parseBlobKey("training_projects/p1/jobs/j1/rank-70000/x"), null);
     assert.equal(parseBlobKey("elsewhere/x"), null);
   });
-  test("checkpoint ids are top-level folders; root files are '.'", () => {
+  test("checkpoint ids are top-level folders; root files belong to none", () => {
     assert.equal(checkpointIdOf("checkpoint-5/model.bin"), "checkpoint-5");
-    assert.equal(checkpointIdOf("config.json"), ".");
+    assert.equal(checkpointIdOf("checkpoint-5/a/b/c.bin"), "checkpoint-5");
+    assert.equal(checkpointIdOf("config.json"), null);
+    assert.equal(checkpointIdOf("latest"), null);
     assert.deepEqual(ancestorsOf("a/b/c"), ["a", "a/b"]);
     assert.deepEqual(ancestorsOf("a"), []);
   });

@@ -77,7 +77,8 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.deepEqual(keys(file), fileKeys);
       assert.deepEqual(keys((await store.listFiles(job.id, 0, 1))[0]), fileKeys);
       assert.deepEqual(keys((await store.summarizeCheckpoints(job.id))[0]), [
-        "checkpointId", "createdAt", "fileCount", "hasAdapterConfig", "lastModified", "sizeBytes",
+        "checkpointId", "completedAt", "completedBy", "createdAt", "fileCount", "hasAdapterConfig", "hasIndex",
+        "lastModified", "pinned", "requirementsPending", "sizeBytes", "state", "trainerState",
       ]);
       await store.markJobDeleted(orgId, project.id, job.id);
       assert.deepEqual(keys((await store.jobsPendingPurge())[0]), ["jobId", "projectId"]);
@@ -613,7 +614,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
 
     // --- Checkpoints ----------------------------------------------------------------------------
 
-    test("summarizeCheckpoints groups by top-level folder, root files as '.'", withStore(async (store) => {
+    test("summarizeCheckpoints groups by top-level folder; root files belong to no checkpoint", withStore(async (store) => {
       const { job } = await seed(store);
       assert.deepEqual(await store.summarizeCheckpoints(job.id), []);
       const put = (relativeName: string, sizeBytes: number, nodeRank = 0) => commitNew(store, job.id, relativeName, nodeRank, sizeBytes);
@@ -636,7 +637,6 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
         summary.map((c) => [c.checkpointId, c.fileCount, c.sizeBytes, c.hasAdapterConfig]),
         [
           ["checkpoint-100", 3, 2000 + 1001 + 5, true],
-          [".", 1, 7, false],
           ["checkpoint-200", 2, 43, true],
           ["checkpoint-300", 3, 6, false],
         ],
@@ -646,15 +646,115 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assertTimestamps(first, ["createdAt", "lastModified"]);
       assert.equal(first.createdAt, c100.createdAt, "createdAt is the earliest file's");
       assert.equal(first.lastModified, replaced.lastModified, "lastModified is the latest change");
-      assert.equal(summary[1]!.createdAt, root.createdAt);
-      assert.equal(summary[1]!.lastModified, root.lastModified);
+      assert.equal((await store.getFile(job.id, 0, root.relativeName))?.sizeBytes, 7, "a root file stays listed as a file");
     }));
 
-    test("adapter_config.json at the root marks the '.' checkpoint", withStore(async (store) => {
+    test("a root adapter_config.json makes no checkpoint", withStore(async (store) => {
       const { job } = await seed(store);
       await commitNew(store, job.id, "adapter_config.json");
-      const [root] = await store.summarizeCheckpoints(job.id);
-      assert.deepEqual([root?.checkpointId, root?.hasAdapterConfig], [".", true]);
+      assert.deepEqual(await store.summarizeCheckpoints(job.id), []);
+    }));
+
+    test("states: markers complete, changed replacements reopen, identical re-sends do not", withStore(async (store) => {
+      const { job } = await seed(store);
+      const commit = (relativeName: string, sizeBytes: number, sha256: string | null) =>
+        store.commitFile({ jobId: job.id, nodeRank: 0, relativeName, sizeBytes, sha256 });
+      const state = async (id: string) => (await store.getCheckpoint(job.id, id))?.state;
+      const digest = sha();
+      await commit("checkpoint-1/model.safetensors", 10, digest);
+      assert.equal(await state("checkpoint-1"), "WRITING");
+      await commit("checkpoint-1/trainer_state.json", 2, sha());
+      const complete = await store.getCheckpoint(job.id, "checkpoint-1");
+      assert.deepEqual([complete?.state, complete?.completedBy], ["COMPLETE", "marker"]);
+      assert.ok(complete?.completedAt);
+      await commit("checkpoint-1/model.safetensors", 10, digest);
+      assert.equal(await state("checkpoint-1"), "COMPLETE", "the same bytes again");
+      await commit("checkpoint-1/extra.json", 1, sha());
+      assert.equal(await state("checkpoint-1"), "COMPLETE", "a late new file");
+      await commit("checkpoint-1/model.safetensors", 11, sha());
+      const reopened = await store.getCheckpoint(job.id, "checkpoint-1");
+      assert.deepEqual([reopened?.state, reopened?.completedAt], ["WRITING", null]);
+      await commit("checkpoint-1/trainer_state.json", 2, sha());
+      assert.equal(await state("checkpoint-1"), "COMPLETE", "the marker written again");
+      for (const marker of [".metadata", ".ckpt-complete", "COMPLETE"]) {
+        await commit(`c-${marker}/a.bin`, 1, sha());
+        await commit(`c-${marker}/${marker}`, 0, sha());
+        assert.equal(await state(`c-${marker}`), "COMPLETE", marker);
+      }
+      await commit("deep/sub/trainer_state.json", 1, sha());
+      assert.equal(await state("deep"), "WRITING", "a marker counts only directly in the checkpoint folder");
+    }));
+
+    test("job end, explicit completion and pins", withStore(async (store) => {
+      const { job } = await seed(store);
+      for (const id of ["a", "b", "c"]) await commitNew(store, job.id, `${id}/x.bin`);
+      assert.equal((await store.completeCheckpoint(job.id, "a", "explicit"))?.completedBy, "explicit");
+      assert.equal(await store.completeCheckpoint(job.id, "nope", "explicit"), null);
+      assert.deepEqual((await store.settleCheckpoints(job.id, { state: "INCOMPLETE", completedBy: null }, ["c"])).sort(), ["b"]);
+      const states = Object.fromEntries((await store.summarizeCheckpoints(job.id)).map((c) => [c.checkpointId, c.state]));
+      assert.deepEqual(states, { a: "COMPLETE", b: "INCOMPLETE", c: "WRITING" });
+      assert.equal((await store.setPinned(job.id, "b", true))?.pinned, true);
+      assert.equal((await store.setPinned(job.id, "b", false))?.pinned, false);
+      assert.equal(await store.setPinned(job.id, "zz", true), null);
+    }));
+
+    test("a safetensors index completes its checkpoint once every shard is met", withStore(async (store) => {
+      const { job } = await seed(store);
+      await commitNew(store, job.id, "m/model-00001-of-00002.safetensors", 0, 100);
+      const present = await store.setRequirements(job.id, "m", 0, ["m/model-00001-of-00002.safetensors", "m/model-00002-of-00002.safetensors"]);
+      assert.deepEqual(present, [{ relativeName: "m/model-00001-of-00002.safetensors", sizeBytes: 100 }]);
+      assert.equal((await store.meetRequirement(job.id, 0, "m/model-00001-of-00002.safetensors", 99))?.requirementsPending, 2, "wrong size");
+      assert.equal((await store.meetRequirement(job.id, 0, "m/model-00001-of-00002.safetensors", 100))?.requirementsPending, 1);
+      await commitNew(store, job.id, "m/model-00002-of-00002.safetensors", 0, 50);
+      const done = await store.meetRequirement(job.id, 0, "m/model-00002-of-00002.safetensors", 50);
+      assert.deepEqual([done?.state, done?.completedBy, done?.requirementsPending], ["COMPLETE", "safetensors-index", 0]);
+      await commitNew(store, job.id, "m/model-00002-of-00002.safetensors", 0, 51);
+      const reopened = await store.getCheckpoint(job.id, "m");
+      assert.deepEqual([reopened?.state, reopened?.requirementsPending], ["WRITING", 1], "a changed shard is unmet again");
+    }));
+
+    test("aliases move with history; deletes skip aliased, pinned and WRITING checkpoints and happen once", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      for (const id of ["a", "b", "c", "d"]) {
+        await commitNew(store, job.id, `${id}/x.bin`, 0, 5);
+        await commitNew(store, job.id, `${id}/y.bin`, 1, 6);
+        await store.completeCheckpoint(job.id, id, "explicit");
+      }
+      await commitNew(store, job.id, "root.txt");
+      await commitNew(store, job.id, "w/x.bin");
+      assert.equal(await store.setAlias(project.id, "prod", job.id, "nope"), "checkpoint-gone");
+      assert.equal((await store.setAlias(project.id, "prod", job.id, "a")) !== "checkpoint-gone", true);
+      await store.setAlias(project.id, "prod", job.id, "a"); // unchanged: no history entry
+      await store.setAlias(project.id, "prod", job.id, "b");
+      assert.deepEqual((await store.listAliases(project.id)).map((a) => [a.name, a.checkpointId]), [["prod", "b"]]);
+      await store.setPinned(job.id, "c", true);
+      assert.equal(await store.beginCheckpointDelete(job.id, "b"), null, "aliased");
+      assert.equal(await store.beginCheckpointDelete(job.id, "c"), null, "pinned");
+      assert.equal(await store.beginCheckpointDelete(job.id, "w"), null, "writing");
+      const twice = await Promise.all([store.beginCheckpointDelete(job.id, "a"), store.beginCheckpointDelete(job.id, "a")]);
+      assert.equal(twice.filter((r) => r !== null).length, 1, "one of two racing deletes begins");
+      assert.deepEqual(twice.find((r) => r !== null)?.nodeRanks, [0, 1]);
+      assert.equal(await store.getCheckpoint(job.id, "a"), null, "gone at once");
+      assert.deepEqual((await store.listFiles(job.id, 0, 100)).filter((f) => f.relativeName.startsWith("a/")), []);
+      assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 8);
+      assert.equal(await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "a/x.bin", sizeBytes: 1, sha256: null }), "checkpoint-deleting");
+      assert.deepEqual((await store.checkpointDeletesPending()).map((d) => [d.projectId, d.checkpointId, d.nodeRanks]), [[project.id, "a", [0, 1]]]);
+      await store.finishCheckpointDelete(job.id, "a");
+      assert.deepEqual(await store.checkpointDeletesPending(), []);
+      const again = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "a/x.bin", sizeBytes: 1, sha256: null });
+      assert.ok(typeof again === "object" && again.seq === 10, "positions are never reused");
+      assert.deepEqual((await store.summarizeCheckpoints(job.id)).find((c) => c.checkpointId === "a")?.state, "WRITING");
+      assert.equal(await store.removeAlias(project.id, "prod"), true);
+      assert.equal(await store.removeAlias(project.id, "prod"), false);
+      assert.deepEqual((await store.aliasHistory(project.id, "prod")).map((h) => [h.version, h.checkpointId]), [[1, "a"], [2, "b"], [3, null]]);
+    }));
+
+    test("retention policies are stored per project", withStore(async (store) => {
+      const { project } = await seed(store);
+      assert.equal(await store.getRetentionPolicy(project.id), null);
+      const policy = { keepLast: 3, keepBest: 1, metric: "eval_loss", mode: null, maxAgeSeconds: 86400, auto: true };
+      await store.putRetentionPolicy(project.id, policy);
+      assert.deepEqual(await store.getRetentionPolicy(project.id), policy);
     }));
   });
 

@@ -3,6 +3,7 @@ import picomatch from "picomatch";
 import { isValidNodeRank, unsafeRelativeNameReason } from "../relative-name.js";
 import type { CheckpointFile } from "../types.js";
 import type { FileRef } from "./types.js";
+import { checkpointIdOf } from "../../domain/checkpoint-id.js";
 
 /** Folder inside dest holding partial files and their resume journals. */
 export const STATE_DIR_NAME = ".ckpt-download";
@@ -28,12 +29,6 @@ export interface PlanSelection {
   include?: string[];
   nodeRanks?: number[];
   flat?: boolean;
-}
-
-/** The checkpoint a file belongs to: its top-level folder, or "." for a file at the root. */
-export function checkpointIdOf(relativeName: string): string {
-  const slash = relativeName.indexOf("/");
-  return slash === -1 ? "." : relativeName.slice(0, slash);
 }
 
 export function fileKey(file: Pick<CheckpointFile, "node_rank" | "relative_file_name">): string {
@@ -100,7 +95,7 @@ function refusalReason(file: CheckpointFile, root: string, localName: string, fl
   if (typeof file.url !== "string") return "the listing gives no URL";
   const nameProblem = unsafeRelativeNameReason(file.relative_file_name);
   if (nameProblem) return nameProblem;
-  if (flat && checkpointIdOf(file.relative_file_name) === STATE_DIR_NAME) return `${STATE_DIR_NAME} is reserved for partial downloads`;
+  if (flat && (file.relative_file_name === STATE_DIR_NAME || checkpointIdOf(file.relative_file_name) === STATE_DIR_NAME)) return `${STATE_DIR_NAME} is reserved for partial downloads`;
   // A second wall: whatever the checks above missed, the joined path must stay under dest.
   const rel = relative(root, join(root, localName));
   if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return "the path would leave the destination folder";

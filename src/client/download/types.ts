@@ -41,7 +41,7 @@ export const DEFAULT_TUNING: DownloadTuning = { concurrency: 16, partsPerFile: 8
 
 /** Which of a job's files to download, and where. */
 export interface DownloadSelection {
-  /** A checkpoint id (the file's top-level folder; "." for files at the root), or "latest". */
+  /** A checkpoint id (a top-level folder; files at the root belong to none), or "latest" (the newest COMPLETE one on ckpt). */
   checkpoint?: string;
   /** Globs on relative_file_name (picomatch); a glob without '/' matches the base name. Any may match. */
   include?: string[];

@@ -7,6 +7,8 @@ import { sha256OfFile } from "../upload.js";
 import { loadJournal, SyncJournal, type JournalIdentity } from "./journal.js";
 import { scanFolder } from "./scan.js";
 import { isComplete, markerTimes, type ObservedFile } from "./settle.js";
+import { checkpointIdOf } from "../../domain/checkpoint-id.js";
+import { isWrittenLast } from "../../domain/checkpoint-markers.js";
 import { SyncStatusReporter } from "./sync-status.js";
 import { throttledFetch, TokenBucket } from "./throttle.js";
 import {
@@ -166,8 +168,27 @@ export class CheckpointSync {
     this.due = [...this.tracked.values()]
       .filter((file) => this.needsUpload(file, now) && (assumeComplete || isComplete(file, now, this.tuning.settleMs, markers)))
       .map((file) => file.name);
+    this.holdBackMarkers(now);
     this.startUploads();
     this.reportSyncStatus();
+  }
+
+  /**
+   * Markers go last: the server completes a checkpoint when its marker is committed, so a marker
+   * (trainer_state.json, .metadata, an index, DeepSpeed's root `latest`) waits while any other
+   * file of its checkpoint (for `latest`, of any checkpoint) is not yet on the server. Uploads run
+   * in parallel, and a marker sent early would declare a checkpoint complete that is not.
+   */
+  private holdBackMarkers(now: number): void {
+    const pending = [...this.tracked.values()].filter((f) => !isWrittenLast(f.name) && !this.isSynced(f) && !this.isHeldByFailure(f, now));
+    if (pending.length === 0) return;
+    const waiting = new Set(pending.map((f) => checkpointIdOf(f.name)));
+    const anyCheckpoint = pending.some((f) => checkpointIdOf(f.name) !== null);
+    this.due = this.due.filter((name) => {
+      if (!isWrittenLast(name)) return true;
+      const id = checkpointIdOf(name);
+      return id === null ? !anyCheckpoint : !waiting.has(id);
+    });
   }
 
   /** Records what the scan saw; a file whose size or mtime changed starts settling again. */

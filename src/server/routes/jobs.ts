@@ -166,7 +166,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> = as
     "/v1/training_projects/:training_project_id/jobs/:training_job_id/checkpoints",
     {
       schema: {
-        summary: "List a job's checkpoints: the top-level folders of its files (root files form checkpoint '.').",
+        summary: "List a job's checkpoints: the top-level folders of its files (files at the root of a rank belong to none).",
+        description:
+          "ckpt adds state (WRITING, COMPLETE, INCOMPLETE), file_count, aliases, pinned, completed_at and completed_by to each " +
+          "entry; they come from per-checkpoint aggregates kept when files are committed.",
         tags: ["checkpoints"],
         params: JobParams,
         response: {

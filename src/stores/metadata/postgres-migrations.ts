@@ -152,7 +152,7 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
         job_id text NOT NULL,
         node_rank integer NOT NULL,
         relative_name text NOT NULL,
-        checkpoint_id text NOT NULL,
+        checkpoint_id text,
         format text NOT NULL,
         error text,
         parameter_count bigint,
@@ -164,6 +164,87 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
           REFERENCES checkpoint_files (job_id, node_rank, relative_name) ON DELETE CASCADE
       );
       CREATE INDEX file_facts_checkpoint ON file_facts (job_id, checkpoint_id);
+    `,
+  },
+  {
+    // Mirrors SQLite's migration 14 (checkpoint aggregates, aliases, pins, retention, deletes).
+    version: 14,
+    sql: `
+      ALTER TABLE jobs ADD COLUMN next_seq integer NOT NULL DEFAULT 0;
+      UPDATE jobs SET next_seq = file_count;
+      CREATE TABLE checkpoints (
+        job_id text NOT NULL,
+        checkpoint_id text NOT NULL,
+        size_bytes bigint NOT NULL,
+        file_count integer NOT NULL,
+        first_seq integer NOT NULL,
+        created_at timestamptz NOT NULL,
+        last_modified timestamptz NOT NULL,
+        has_adapter_config boolean NOT NULL DEFAULT false,
+        state text NOT NULL DEFAULT 'WRITING',
+        completed_at timestamptz,
+        completed_by text,
+        pinned boolean NOT NULL DEFAULT false,
+        trainer_state jsonb,
+        has_index boolean NOT NULL DEFAULT false,
+        requirements_pending integer NOT NULL DEFAULT 0,
+        deleting_at timestamptz,
+        PRIMARY KEY (job_id, checkpoint_id)
+      );
+      CREATE INDEX checkpoints_deleting ON checkpoints (deleting_at) WHERE deleting_at IS NOT NULL;
+      CREATE TABLE checkpoint_ranks (
+        job_id text NOT NULL,
+        checkpoint_id text NOT NULL,
+        node_rank integer NOT NULL,
+        PRIMARY KEY (job_id, checkpoint_id, node_rank)
+      );
+      CREATE TABLE checkpoint_requirements (
+        job_id text NOT NULL,
+        checkpoint_id text NOT NULL,
+        node_rank integer NOT NULL,
+        relative_name text NOT NULL,
+        met boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (job_id, node_rank, relative_name)
+      );
+      CREATE INDEX checkpoint_requirements_checkpoint ON checkpoint_requirements (job_id, checkpoint_id);
+      CREATE TABLE checkpoint_aliases (
+        project_id text NOT NULL,
+        name text NOT NULL,
+        job_id text NOT NULL,
+        checkpoint_id text NOT NULL,
+        updated_at timestamptz NOT NULL,
+        PRIMARY KEY (project_id, name)
+      );
+      CREATE INDEX checkpoint_aliases_target ON checkpoint_aliases (job_id, checkpoint_id);
+      CREATE TABLE checkpoint_alias_history (
+        project_id text NOT NULL,
+        name text NOT NULL,
+        version integer NOT NULL,
+        job_id text,
+        checkpoint_id text,
+        changed_at timestamptz NOT NULL,
+        PRIMARY KEY (project_id, name, version)
+      );
+      CREATE TABLE retention_policies (
+        project_id text PRIMARY KEY,
+        policy jsonb NOT NULL,
+        updated_at timestamptz NOT NULL
+      );
+      INSERT INTO checkpoints (job_id, checkpoint_id, size_bytes, file_count, first_seq, created_at, last_modified, has_adapter_config, state, completed_at, completed_by)
+        SELECT f.job_id, split_part(f.relative_name, '/', 1),
+               SUM(f.size_bytes), COUNT(*), MIN(f.seq), MIN(f.created_at), MAX(f.last_modified),
+               bool_or(right(f.relative_name, 20) = '/adapter_config.json'),
+               CASE MIN(j.status) WHEN 'TRAINING_JOB_COMPLETED' THEN 'COMPLETE'
+                                  WHEN 'TRAINING_JOB_FAILED' THEN 'INCOMPLETE' WHEN 'TRAINING_JOB_STOPPED' THEN 'INCOMPLETE'
+                                  ELSE 'WRITING' END,
+               CASE MIN(j.status) WHEN 'TRAINING_JOB_COMPLETED' THEN MIN(j.updated_at) END,
+               CASE MIN(j.status) WHEN 'TRAINING_JOB_COMPLETED' THEN 'job-completed' END
+        FROM checkpoint_files f JOIN jobs j ON j.id = f.job_id
+        WHERE strpos(f.relative_name, '/') > 1
+        GROUP BY f.job_id, split_part(f.relative_name, '/', 1);
+      INSERT INTO checkpoint_ranks (job_id, checkpoint_id, node_rank)
+        SELECT DISTINCT job_id, split_part(relative_name, '/', 1), node_rank
+        FROM checkpoint_files WHERE strpos(relative_name, '/') > 1;
     `,
   },
 ];

@@ -1,11 +1,18 @@
-import { ancestorsOf, checkpointIdOf } from "../../domain/names.js";
+import { ancestorsOf } from "../../domain/names.js";
 import type { FileFactsRecord, StoredFacts } from "../../domain/file-facts.js";
 import pg from "pg";
 import { newId } from "../../domain/ids.js";
+import { checkpointIdOf, nameInCheckpoint } from "../../domain/checkpoint-id.js";
+import { isCompletionMarker } from "../../domain/checkpoint-markers.js";
+import { stateAfterCommit, type CheckpointState, type CompletionReason, type StateChange, type TrainerStateSummary } from "../../domain/checkpoints.js";
+import type { RetentionPolicy } from "../../domain/retention.js";
 import type {
+  AliasHistoryEntry,
+  AliasRecord,
   ApiKeyRecord,
   AuditEntry,
   NewAuditEntry,
+  CheckpointDeletion,
   CheckpointSummary,
   FileRecord,
   JobRecord,
@@ -68,9 +75,26 @@ const UPLOAD = `upload_id AS "uploadId", org_id AS "orgId", project_id AS "proje
                 node_rank AS "nodeRank", relative_name AS "relativeName", size_bytes AS "sizeBytes", sha256,
                 part_size_bytes AS "partSizeBytes", part_count AS "partCount", backend_upload_id AS "backendUploadId",
                 created_at AS "createdAt", expires_at AS "expiresAt"`;
+const CHECKPOINT = `checkpoint_id AS "checkpointId", size_bytes AS "sizeBytes", file_count AS "fileCount",
+                    created_at AS "createdAt", last_modified AS "lastModified", has_adapter_config AS "hasAdapterConfig",
+                    state, completed_at AS "completedAt", completed_by AS "completedBy", pinned,
+                    trainer_state AS "trainerState", requirements_pending AS "requirementsPending", has_index AS "hasIndex"`;
+const ALIAS = `project_id AS "projectId", name, job_id AS "jobId", checkpoint_id AS "checkpointId", updated_at AS "updatedAt"`;
 const LIVE = "deleted_at IS NULL";
 const FACTS = `node_rank AS "nodeRank", relative_name AS "relativeName", format, error,
                parameter_count AS "parameterCount", tensor_count AS "tensorCount", summary`;
+const LIVE_CHECKPOINT = "deleting_at IS NULL AND file_count > 0";
+
+const isAdapterConfig = (relativeName: string) => {
+  const inside = nameInCheckpoint(relativeName);
+  return inside !== null && (inside === "adapter_config.json" || inside.endsWith("/adapter_config.json"));
+};
+
+/** Every change to a job's checkpoints takes the job's row lock first, as commits do: one order, no deadlock. */
+async function lockLiveJob(db: pg.PoolClient, jobId: string): Promise<boolean> {
+  const job = await db.query({ name: "ckpt_lock_live_job", text: `SELECT 1 FROM jobs WHERE id = $1 AND ${LIVE} FOR UPDATE`, values: [jobId] });
+  return (job.rowCount ?? 0) > 0;
+}
 /** Newest first; created_seq breaks ties in creation order (SQLite uses rowid). */
 const NEWEST_FIRST = "created_at DESC, created_seq DESC";
 
@@ -308,6 +332,16 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows.map((r) => r["QUERY PLAN"]).join("\n");
   }
 
+  async getJobById(jobId: string): Promise<JobRecord | null> {
+    const [row] = await this.rows<JobRecord>(`SELECT ${JOB} FROM jobs WHERE id = $1 AND ${LIVE}`, [jobId], "ckpt_get_job_by_id");
+    return row ?? null;
+  }
+
+  async orgOfProject(projectId: string): Promise<string | null> {
+    const [row] = await this.rows<{ orgId: string }>(`SELECT org_id AS "orgId" FROM projects WHERE id = $1 AND ${LIVE}`, [projectId]);
+    return row?.orgId ?? null;
+  }
+
   async updateJob(
     orgId: string,
     projectId: string,
@@ -356,11 +390,18 @@ export class PostgresMetadataStore implements MetadataStore {
       await db.query("DELETE FROM checkpoint_files WHERE job_id = $1", [jobId]);
       await db.query("DELETE FROM job_log_lines WHERE job_id = $1", [jobId]);
       await db.query("DELETE FROM job_log_state WHERE job_id = $1", [jobId]);
+      for (const table of ["checkpoints", "checkpoint_ranks", "checkpoint_requirements", "checkpoint_aliases"])
+        await db.query(`DELETE FROM ${table} WHERE job_id = $1`, [jobId]);
       await db.query("DELETE FROM jobs WHERE id = $1", [jobId]);
     });
   }
 
   async purgeDeletedProjects(): Promise<void> {
+    for (const table of ["retention_policies", "checkpoint_aliases", "checkpoint_alias_history"])
+      await this.pool.query(
+        `DELETE FROM ${table} WHERE project_id IN (SELECT id FROM projects WHERE deleted_at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id))`,
+      );
     await this.pool.query(
       `DELETE FROM projects WHERE deleted_at IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id)`,
@@ -377,8 +418,8 @@ export class PostgresMetadataStore implements MetadataStore {
     sha256: string | null;
     maxFilesPerJob?: number;
     facts?: StoredFacts | null;
-  }): Promise<FileRecord | "job-gone" | "too-many-files"> {
-    const recordFacts = async (db: pg.PoolClient) => {
+  }): Promise<FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting"> {
+    const recordFacts = async (db: pg.PoolClient, checkpointId: string | null) => {
       await db.query({
         name: "ckpt_delete_facts",
         text: "DELETE FROM file_facts WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3",
@@ -390,55 +431,105 @@ export class PostgresMetadataStore implements MetadataStore {
           name: "ckpt_insert_facts",
           text: `INSERT INTO file_facts (job_id, node_rank, relative_name, checkpoint_id, format, error, parameter_count, tensor_count, summary, detail)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-          values: [file.jobId, file.nodeRank, file.relativeName, checkpointIdOf(file.relativeName), x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail],
+          values: [file.jobId, file.nodeRank, file.relativeName, checkpointId, x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail],
         });
     };
-    return inTransaction(this.pool, async (db): Promise<FileRecord | "job-gone" | "too-many-files"> => {
+    type Result = FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting";
+    return inTransaction(this.pool, async (db): Promise<Result> => {
       // The job row lock serialises commits to one job across every server: whoever holds it
-      // reads the current file_count, so positions stay dense and each name is inserted once.
-      const job = await db.query<{ fileCount: number }>({
-        name: "ckpt_lock_job",
-        text: `SELECT file_count AS "fileCount" FROM jobs WHERE id = $1 AND ${LIVE} FOR UPDATE`,
+      // reads the current counters, so positions are unique and each name is inserted once.
+      const job = await db.query<{ fileCount: number; nextSeq: number }>({
+        name: "ckpt_lock_job_seq",
+        text: `SELECT file_count AS "fileCount", next_seq AS "nextSeq" FROM jobs WHERE id = $1 AND ${LIVE} FOR UPDATE`,
         values: [file.jobId],
       });
-      const fileCount = job.rows[0]?.fileCount;
-      if (fileCount === undefined) return "job-gone";
+      const counters = job.rows[0];
+      if (counters === undefined) return "job-gone";
+      const checkpointId = checkpointIdOf(file.relativeName);
+      const checkpoint =
+        checkpointId === null
+          ? undefined
+          : (
+              await db.query<{ state: CheckpointState; deleting: boolean }>({
+                name: "ckpt_checkpoint_row",
+                text: `SELECT state, deleting_at IS NOT NULL AS deleting FROM checkpoints WHERE job_id = $1 AND checkpoint_id = $2`,
+                values: [file.jobId, checkpointId],
+              })
+            ).rows[0];
+      if (checkpoint?.deleting) return "checkpoint-deleting";
 
-      // A replacement keeps its position (and createdAt). Read after the lock, so a commit of
-      // the same name by another server that just released it is seen here.
-      const replaced = await db.query<FileRecord>({
-        name: "ckpt_replace_file",
-        text: `WITH f AS (
-                 UPDATE checkpoint_files SET size_bytes = $4, sha256 = $5, last_modified = ${NOW}
-                 WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3
-                 RETURNING ${FILE}
-               ), touched AS (
-                 UPDATE jobs SET updated_at = ${NOW} WHERE id = $1 AND EXISTS (SELECT 1 FROM f)
-               )
-               SELECT * FROM f`,
-        values: [file.jobId, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
-      });
-      if (replaced.rows[0]) {
-        await recordFacts(db);
-        return replaced.rows[0];
+      const previous = (
+        await db.query<{ sizeBytes: number; sha256: string | null }>({
+          name: "ckpt_previous_file",
+          text: `SELECT size_bytes AS "sizeBytes", sha256 FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3`,
+          values: [file.jobId, file.nodeRank, file.relativeName],
+        })
+      ).rows[0];
+      let record: FileRecord;
+      if (previous) {
+        // A replacement keeps its position (and createdAt).
+        const replaced = await db.query<FileRecord>({
+          name: "ckpt_replace_file",
+          text: `WITH f AS (
+                   UPDATE checkpoint_files SET size_bytes = $4, sha256 = $5, last_modified = ${NOW}
+                   WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3
+                   RETURNING ${FILE}
+                 ), touched AS (
+                   UPDATE jobs SET updated_at = ${NOW} WHERE id = $1 AND EXISTS (SELECT 1 FROM f)
+                 )
+                 SELECT * FROM f`,
+          values: [file.jobId, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
+        });
+        record = replaced.rows[0]!;
+      } else {
+        if (file.maxFilesPerJob !== undefined && counters.fileCount >= file.maxFilesPerJob) return "too-many-files";
+        const inserted = await db.query<FileRecord>({
+          name: "ckpt_insert_file_seq",
+          text: `WITH f AS (
+                   INSERT INTO checkpoint_files
+                     (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, ${NOW}, ${NOW})
+                   RETURNING ${FILE}
+                 ), counted AS (
+                   UPDATE jobs SET file_count = file_count + 1, next_seq = next_seq + 1, updated_at = ${NOW} WHERE id = $1
+                 )
+                 SELECT * FROM f`,
+          values: [file.jobId, counters.nextSeq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
+        });
+        record = inserted.rows[0]!;
       }
-
-      if (file.maxFilesPerJob !== undefined && fileCount >= file.maxFilesPerJob) return "too-many-files";
-      const inserted = await db.query<FileRecord>({
-        name: "ckpt_insert_file",
-        text: `WITH f AS (
-                 INSERT INTO checkpoint_files
-                   (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, ${NOW}, ${NOW})
-                 RETURNING ${FILE}
-               ), counted AS (
-                 UPDATE jobs SET file_count = file_count + 1, updated_at = ${NOW} WHERE id = $1
-               )
-               SELECT * FROM f`,
-        values: [file.jobId, fileCount, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
-      });
-      await recordFacts(db);
-      return inserted.rows[0]!;
+      await recordFacts(db, checkpointId);
+      if (checkpointId !== null) {
+        await db.query({
+          name: "ckpt_grow_checkpoint",
+          text: `INSERT INTO checkpoints (job_id, checkpoint_id, size_bytes, file_count, first_seq, created_at, last_modified, has_adapter_config)
+                 VALUES ($1, $2, $3, 1, $4, ${NOW}, ${NOW}, $5)
+                 ON CONFLICT (job_id, checkpoint_id) DO UPDATE SET
+                   size_bytes = checkpoints.size_bytes + $3 - $6, file_count = checkpoints.file_count + $7,
+                   last_modified = ${NOW}, has_adapter_config = checkpoints.has_adapter_config OR $5`,
+          values: [file.jobId, checkpointId, file.sizeBytes, record.seq, isAdapterConfig(file.relativeName), previous?.sizeBytes ?? 0, previous ? 0 : 1],
+        });
+        await db.query({
+          name: "ckpt_add_rank",
+          text: "INSERT INTO checkpoint_ranks (job_id, checkpoint_id, node_rank) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+          values: [file.jobId, checkpointId, file.nodeRank],
+        });
+        const unmet = await db.query({
+          name: "ckpt_unmeet_requirement",
+          text: `UPDATE checkpoint_requirements SET met = false WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3 AND met`,
+          values: [file.jobId, file.nodeRank, file.relativeName],
+        });
+        if ((unmet.rowCount ?? 0) > 0)
+          await db.query("UPDATE checkpoints SET requirements_pending = requirements_pending + 1 WHERE job_id = $1 AND checkpoint_id = $2", [file.jobId, checkpointId]);
+        const change = stateAfterCommit({
+          current: checkpoint?.state ?? "WRITING",
+          isMarker: isCompletionMarker(file.relativeName),
+          replacedWithDifferentBytes:
+            previous !== undefined && (previous.sizeBytes !== file.sizeBytes || previous.sha256 === null || previous.sha256 !== file.sha256),
+        });
+        if (change) await setState(db, file.jobId, checkpointId, change);
+      }
+      return record;
     });
   }
 
@@ -482,26 +573,221 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {
-    // A checkpoint is a top-level folder; files at the root form ".". adapter_config.json is
-    // matched exactly (no LIKE: "_" is a wildcard there), at any depth inside the folder.
     return this.rows<CheckpointSummary>(
-      `SELECT CASE WHEN strpos(relative_name, '/') > 0 THEN split_part(relative_name, '/', 1) ELSE '.' END
-                AS "checkpointId",
-              SUM(size_bytes)::bigint AS "sizeBytes",
-              COUNT(*)::integer AS "fileCount",
-              MIN(created_at) AS "createdAt",
-              MAX(last_modified) AS "lastModified",
-              bool_or(relative_name = 'adapter_config.json' OR right(relative_name, 20) = '/adapter_config.json')
-                AS "hasAdapterConfig"
-       FROM checkpoint_files WHERE job_id = $1
-       GROUP BY 1 ORDER BY MIN(seq)`,
+      `SELECT ${CHECKPOINT} FROM checkpoints WHERE job_id = $1 AND ${LIVE_CHECKPOINT} ORDER BY first_seq`,
       [jobId],
+      "ckpt_summarize_checkpoints",
     );
   }
 
-  async listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string })[]> {
+  async getCheckpoint(jobId: string, checkpointId: string): Promise<CheckpointSummary | null> {
+    const [row] = await this.rows<CheckpointSummary>(
+      `SELECT ${CHECKPOINT} FROM checkpoints WHERE job_id = $1 AND checkpoint_id = $2 AND ${LIVE_CHECKPOINT}
+         AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND ${LIVE})`,
+      [jobId, checkpointId],
+      "ckpt_get_checkpoint",
+    );
+    return row ?? null;
+  }
+
+  async completeCheckpoint(jobId: string, checkpointId: string, reason: CompletionReason): Promise<CheckpointSummary | null> {
+    await inTransaction(this.pool, async (db) => {
+      if (!(await lockLiveJob(db, jobId))) return;
+      await db.query(
+        `UPDATE checkpoints SET state = 'COMPLETE', completed_at = ${NOW}, completed_by = $3
+         WHERE job_id = $1 AND checkpoint_id = $2 AND state <> 'COMPLETE' AND ${LIVE_CHECKPOINT}`,
+        [jobId, checkpointId, reason],
+      );
+    });
+    return this.getCheckpoint(jobId, checkpointId);
+  }
+
+  async settleCheckpoints(jobId: string, change: StateChange, except: readonly string[]): Promise<string[]> {
+    return inTransaction(this.pool, async (db) => {
+      if (!(await lockLiveJob(db, jobId))) return [];
+      const changed = await db.query<{ id: string }>(
+        `UPDATE checkpoints SET state = $2, completed_at = CASE WHEN $3::text IS NULL THEN NULL ELSE ${NOW} END, completed_by = $3
+         WHERE job_id = $1 AND state = 'WRITING' AND deleting_at IS NULL AND NOT (checkpoint_id = ANY($4::text[]))
+         RETURNING checkpoint_id AS id`,
+        [jobId, change.state, change.completedBy, [...except]],
+      );
+      return changed.rows.map((r) => r.id);
+    });
+  }
+
+  async setPinned(jobId: string, checkpointId: string, pinned: boolean): Promise<CheckpointSummary | null> {
+    await inTransaction(this.pool, async (db) => {
+      if (!(await lockLiveJob(db, jobId))) return;
+      await db.query(`UPDATE checkpoints SET pinned = $3 WHERE job_id = $1 AND checkpoint_id = $2 AND ${LIVE_CHECKPOINT}`, [jobId, checkpointId, pinned]);
+    });
+    return this.getCheckpoint(jobId, checkpointId);
+  }
+
+  async setTrainerState(jobId: string, checkpointId: string, summary: TrainerStateSummary): Promise<void> {
+    await this.pool.query("UPDATE checkpoints SET trainer_state = $3 WHERE job_id = $1 AND checkpoint_id = $2", [jobId, checkpointId, JSON.stringify(summary)]);
+  }
+
+  async setRequirements(jobId: string, checkpointId: string, nodeRank: number, relativeNames: readonly string[]): Promise<{ relativeName: string; sizeBytes: number }[]> {
+    return inTransaction(this.pool, async (db) => {
+      if (!(await lockLiveJob(db, jobId))) return [];
+      await db.query("DELETE FROM checkpoint_requirements WHERE job_id = $1 AND checkpoint_id = $2 AND node_rank = $3", [jobId, checkpointId, nodeRank]);
+      await db.query(
+        `INSERT INTO checkpoint_requirements (job_id, checkpoint_id, node_rank, relative_name, met)
+         SELECT $1, $2, $3, name, false FROM unnest($4::text[]) AS name
+         ON CONFLICT (job_id, node_rank, relative_name) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, met = false`,
+        [jobId, checkpointId, nodeRank, [...relativeNames]],
+      );
+      await updatePending(db, jobId, checkpointId);
+      const present = await db.query<{ relativeName: string; sizeBytes: number }>(
+        `SELECT relative_name AS "relativeName", size_bytes AS "sizeBytes" FROM checkpoint_files
+         WHERE job_id = $1 AND node_rank = $2 AND relative_name = ANY($3::text[])`,
+        [jobId, nodeRank, [...relativeNames]],
+      );
+      return present.rows;
+    });
+  }
+
+  async meetRequirement(jobId: string, nodeRank: number, relativeName: string, sizeBytes: number): Promise<CheckpointSummary | null> {
+    const checkpointId = await inTransaction(this.pool, async (db) => {
+      if (!(await lockLiveJob(db, jobId))) return null;
+      const [requirement] = (
+        await db.query<{ checkpointId: string; met: boolean }>(
+          `SELECT checkpoint_id AS "checkpointId", met FROM checkpoint_requirements WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3`,
+          [jobId, nodeRank, relativeName],
+        )
+      ).rows;
+      if (!requirement) return null;
+      const met = await db.query(
+        `UPDATE checkpoint_requirements r SET met = true WHERE r.job_id = $1 AND r.node_rank = $2 AND r.relative_name = $3 AND NOT r.met
+           AND EXISTS (SELECT 1 FROM checkpoint_files f WHERE f.job_id = $1 AND f.node_rank = $2 AND f.relative_name = $3 AND f.size_bytes = $4)`,
+        [jobId, nodeRank, relativeName, sizeBytes],
+      );
+      if ((met.rowCount ?? 0) > 0 && (await updatePending(db, jobId, requirement.checkpointId)) === 0)
+        await db.query(
+          `UPDATE checkpoints SET state = 'COMPLETE', completed_at = ${NOW}, completed_by = 'safetensors-index'
+           WHERE job_id = $1 AND checkpoint_id = $2 AND state <> 'COMPLETE' AND deleting_at IS NULL`,
+          [jobId, requirement.checkpointId],
+        );
+      return requirement.checkpointId;
+    });
+    return checkpointId === null ? null : this.getCheckpoint(jobId, checkpointId);
+  }
+
+  async openUploadNames(jobId: string): Promise<string[]> {
+    return (await this.rows<{ name: string }>("SELECT relative_name AS name FROM uploads WHERE job_id = $1", [jobId])).map((r) => r.name);
+  }
+
+  async beginCheckpointDelete(jobId: string, checkpointId: string): Promise<{ nodeRanks: number[] } | null> {
+    return inTransaction(this.pool, async (db) => {
+      if (!(await lockLiveJob(db, jobId))) return null;
+      const marked = await db.query(
+        `UPDATE checkpoints c SET deleting_at = ${NOW} WHERE c.job_id = $1 AND c.checkpoint_id = $2 AND c.deleting_at IS NULL
+           AND c.state <> 'WRITING' AND NOT c.pinned
+           AND NOT EXISTS (SELECT 1 FROM checkpoint_aliases a WHERE a.job_id = c.job_id AND a.checkpoint_id = c.checkpoint_id)`,
+        [jobId, checkpointId],
+      );
+      if ((marked.rowCount ?? 0) === 0) return null;
+      const nodeRanks = await ranksOf(db, jobId, checkpointId);
+      let unlisted = 0;
+      // Byte order ("C" collation, served by the index of migration 2): names inside folder C sort between "C/" and "C0".
+      for (const rank of nodeRanks) {
+        const removed = await db.query(
+          `DELETE FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name COLLATE "C" > $3 AND relative_name COLLATE "C" < $4`,
+          [jobId, rank, `${checkpointId}/`, `${checkpointId}0`],
+        );
+        unlisted += removed.rowCount ?? 0;
+      }
+      await db.query(`UPDATE jobs SET file_count = file_count - $2, updated_at = ${NOW} WHERE id = $1`, [jobId, unlisted]);
+      return { nodeRanks };
+    });
+  }
+
+  async finishCheckpointDelete(jobId: string, checkpointId: string): Promise<void> {
+    await inTransaction(this.pool, async (db) => {
+      const gone = await db.query("DELETE FROM checkpoints WHERE job_id = $1 AND checkpoint_id = $2 AND deleting_at IS NOT NULL", [jobId, checkpointId]);
+      if ((gone.rowCount ?? 0) === 0) return;
+      await db.query("DELETE FROM checkpoint_ranks WHERE job_id = $1 AND checkpoint_id = $2", [jobId, checkpointId]);
+      await db.query("DELETE FROM checkpoint_requirements WHERE job_id = $1 AND checkpoint_id = $2", [jobId, checkpointId]);
+    });
+  }
+
+  async checkpointDeletesPending(): Promise<CheckpointDeletion[]> {
+    const rows = await this.rows<{ projectId: string; jobId: string; checkpointId: string; nodeRanks: number[] }>(
+      `SELECT j.project_id AS "projectId", c.job_id AS "jobId", c.checkpoint_id AS "checkpointId",
+              ARRAY(SELECT r.node_rank FROM checkpoint_ranks r WHERE r.job_id = c.job_id AND r.checkpoint_id = c.checkpoint_id ORDER BY 1) AS "nodeRanks"
+       FROM checkpoints c JOIN jobs j ON j.id = c.job_id WHERE c.deleting_at IS NOT NULL ORDER BY c.deleting_at`,
+      [],
+    );
+    return rows;
+  }
+
+  async setAlias(projectId: string, name: string, jobId: string, checkpointId: string): Promise<AliasRecord | "checkpoint-gone"> {
+    return inTransaction(this.pool, async (db): Promise<AliasRecord | "checkpoint-gone"> => {
+      if (!(await lockLiveJob(db, jobId))) return "checkpoint-gone";
+      const target = await db.query(
+        `SELECT 1 FROM checkpoints c JOIN jobs j ON j.id = c.job_id
+         WHERE c.job_id = $1 AND c.checkpoint_id = $2 AND j.project_id = $3 AND c.deleting_at IS NULL AND c.file_count > 0`,
+        [jobId, checkpointId, projectId],
+      );
+      if ((target.rowCount ?? 0) === 0) return "checkpoint-gone";
+      // Moves of one alias are serialised by its row (or, for a new alias, the history's key).
+      const [current] = (await db.query<AliasRecord>(`SELECT ${ALIAS} FROM checkpoint_aliases WHERE project_id = $1 AND name = $2 FOR UPDATE`, [projectId, name])).rows;
+      if (current && current.jobId === jobId && current.checkpointId === checkpointId) return current;
+      const [row] = (
+        await db.query<AliasRecord>(
+          `INSERT INTO checkpoint_aliases (project_id, name, job_id, checkpoint_id, updated_at) VALUES ($1, $2, $3, $4, ${NOW})
+           ON CONFLICT (project_id, name) DO UPDATE SET job_id = EXCLUDED.job_id, checkpoint_id = EXCLUDED.checkpoint_id, updated_at = EXCLUDED.updated_at
+           RETURNING ${ALIAS}`,
+          [projectId, name, jobId, checkpointId],
+        )
+      ).rows;
+      await recordAliasMove(db, projectId, name, jobId, checkpointId);
+      return row!;
+    });
+  }
+
+  async removeAlias(projectId: string, name: string): Promise<boolean> {
+    return inTransaction(this.pool, async (db) => {
+      const gone = await db.query("DELETE FROM checkpoint_aliases WHERE project_id = $1 AND name = $2", [projectId, name]);
+      if ((gone.rowCount ?? 0) === 0) return false;
+      await recordAliasMove(db, projectId, name, null, null);
+      return true;
+    });
+  }
+
+  async listAliases(projectId: string): Promise<AliasRecord[]> {
+    return this.rows<AliasRecord>(`SELECT ${ALIAS} FROM checkpoint_aliases WHERE project_id = $1 ORDER BY name COLLATE "C"`, [projectId]);
+  }
+
+  async getAlias(projectId: string, name: string): Promise<AliasRecord | null> {
+    const [row] = await this.rows<AliasRecord>(`SELECT ${ALIAS} FROM checkpoint_aliases WHERE project_id = $1 AND name = $2`, [projectId, name]);
+    return row ?? null;
+  }
+
+  async aliasHistory(projectId: string, name: string): Promise<AliasHistoryEntry[]> {
+    return this.rows<AliasHistoryEntry>(
+      `SELECT name, version, job_id AS "jobId", checkpoint_id AS "checkpointId", changed_at AS "changedAt"
+       FROM checkpoint_alias_history WHERE project_id = $1 AND name = $2 ORDER BY version`,
+      [projectId, name],
+    );
+  }
+
+  async getRetentionPolicy(projectId: string): Promise<RetentionPolicy | null> {
+    const [row] = await this.rows<{ policy: RetentionPolicy }>("SELECT policy FROM retention_policies WHERE project_id = $1", [projectId]);
+    return row?.policy ?? null;
+  }
+
+  async putRetentionPolicy(projectId: string, policy: RetentionPolicy): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO retention_policies (project_id, policy, updated_at) VALUES ($1, $2, ${NOW})
+       ON CONFLICT (project_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = EXCLUDED.updated_at`,
+      [projectId, JSON.stringify(policy)],
+    );
+  }
+
+  async listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string | null })[]> {
     if (formats.length === 0) return [];
-    return this.rows<FileFactsRecord & { checkpointId: string }>(
+    return this.rows<FileFactsRecord & { checkpointId: string | null }>(
       `SELECT ${FACTS}, checkpoint_id AS "checkpointId" FROM file_facts
        WHERE job_id = $1 AND format = ANY($2::text[]) ORDER BY node_rank, relative_name COLLATE "C"`,
       [jobId, [...formats]],
@@ -516,10 +802,9 @@ export class PostgresMetadataStore implements MetadataStore {
       `SELECT ${FILE_F}, x.format, x.error, x.parameter_count AS "parameterCount", x.tensor_count AS "tensorCount", x.summary
        FROM checkpoint_files f LEFT JOIN file_facts x
          ON x.job_id = f.job_id AND x.node_rank = f.node_rank AND x.relative_name = f.relative_name
-       WHERE f.job_id = $1 AND (CASE WHEN $2::boolean THEN strpos(f.relative_name, '/') = 0
-                                ELSE f.relative_name COLLATE "C" > $3 AND f.relative_name COLLATE "C" < $4 END)
+       WHERE f.job_id = $1 AND f.relative_name COLLATE "C" > $2 AND f.relative_name COLLATE "C" < $3
        ORDER BY f.node_rank, f.relative_name COLLATE "C"`,
-      [jobId, checkpointId === ".", `${checkpointId}/`, `${checkpointId}0`],
+      [jobId, `${checkpointId}/`, `${checkpointId}0`],
       "ckpt_checkpoint_files_with_facts",
     );
     return rows.map(({ format, error, parameterCount, tensorCount, summary, ...file }) => ({
@@ -662,4 +947,43 @@ export class PostgresMetadataStore implements MetadataStore {
     );
     return rows.map((r) => ({ ...r, id: Number(r.id) }));
   }
+}
+
+async function setState(db: pg.PoolClient, jobId: string, checkpointId: string, change: StateChange): Promise<void> {
+  await db.query({
+    name: "ckpt_set_checkpoint_state",
+    text: `UPDATE checkpoints SET state = $3, completed_at = CASE WHEN $4::text IS NULL THEN NULL ELSE ${NOW} END, completed_by = $4
+           WHERE job_id = $1 AND checkpoint_id = $2`,
+    values: [jobId, checkpointId, change.state, change.completedBy],
+  });
+}
+
+/** Recounts the unmet shards of a checkpoint (bounded by its index, not by the job's files). */
+async function updatePending(db: pg.PoolClient, jobId: string, checkpointId: string): Promise<number> {
+  const [row] = (
+    await db.query<{ n: number }>(
+      `UPDATE checkpoints SET has_index = true, requirements_pending =
+         (SELECT COUNT(*) FROM checkpoint_requirements WHERE job_id = $1 AND checkpoint_id = $2 AND NOT met)
+       WHERE job_id = $1 AND checkpoint_id = $2 RETURNING requirements_pending AS n`,
+      [jobId, checkpointId],
+    )
+  ).rows;
+  return row?.n ?? 0;
+}
+
+async function ranksOf(db: pg.PoolClient, jobId: string, checkpointId: string): Promise<number[]> {
+  const rows = await db.query<{ rank: number }>(
+    "SELECT node_rank AS rank FROM checkpoint_ranks WHERE job_id = $1 AND checkpoint_id = $2 ORDER BY node_rank",
+    [jobId, checkpointId],
+  );
+  return rows.rows.map((r) => r.rank);
+}
+
+async function recordAliasMove(db: pg.PoolClient, projectId: string, name: string, jobId: string | null, checkpointId: string | null): Promise<void> {
+  // The history's primary key makes two concurrent first moves of one name conflict rather than share a version.
+  await db.query(
+    `INSERT INTO checkpoint_alias_history (project_id, name, version, job_id, checkpoint_id, changed_at)
+     SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, ${NOW} FROM checkpoint_alias_history WHERE project_id = $1 AND name = $2`,
+    [projectId, name, jobId, checkpointId],
+  );
 }

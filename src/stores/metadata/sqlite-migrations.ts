@@ -136,7 +136,7 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
         job_id TEXT NOT NULL,
         node_rank INTEGER NOT NULL,
         relative_name TEXT NOT NULL,
-        checkpoint_id TEXT NOT NULL,
+        checkpoint_id TEXT,
         format TEXT NOT NULL,
         error TEXT,
         parameter_count INTEGER,
@@ -148,6 +148,90 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
           REFERENCES checkpoint_files (job_id, node_rank, relative_name) ON DELETE CASCADE
       ) WITHOUT ROWID;
       CREATE INDEX file_facts_checkpoint ON file_facts (job_id, checkpoint_id);
+    `,
+  },
+  {
+    // Checkpoints as objects: per-checkpoint aggregates kept at commit time (state, sizes, counts),
+    // aliases with their history, pins, retention policies, and crash-safe checkpoint deletes.
+    // next_seq takes over from file_count as the next file's position: a retention delete
+    // leaves gaps, and positions are never reused. The backfill below splits names at the
+    // first '/' as checkpointIdOf did when this migration was written (root files: none).
+    version: 14,
+    sql: `
+      ALTER TABLE jobs ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 0;
+      UPDATE jobs SET next_seq = file_count;
+      CREATE TABLE checkpoints (
+        job_id TEXT NOT NULL,
+        checkpoint_id TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        file_count INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        last_modified TEXT NOT NULL,
+        has_adapter_config INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'WRITING',
+        completed_at TEXT,
+        completed_by TEXT,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        trainer_state TEXT,
+        has_index INTEGER NOT NULL DEFAULT 0,
+        requirements_pending INTEGER NOT NULL DEFAULT 0,
+        deleting_at TEXT,
+        PRIMARY KEY (job_id, checkpoint_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX checkpoints_deleting ON checkpoints (deleting_at) WHERE deleting_at IS NOT NULL;
+      CREATE TABLE checkpoint_ranks (
+        job_id TEXT NOT NULL,
+        checkpoint_id TEXT NOT NULL,
+        node_rank INTEGER NOT NULL,
+        PRIMARY KEY (job_id, checkpoint_id, node_rank)
+      ) WITHOUT ROWID;
+      CREATE TABLE checkpoint_requirements (
+        job_id TEXT NOT NULL,
+        checkpoint_id TEXT NOT NULL,
+        node_rank INTEGER NOT NULL,
+        relative_name TEXT NOT NULL,
+        met INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, node_rank, relative_name)
+      ) WITHOUT ROWID;
+      CREATE TABLE checkpoint_aliases (
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        checkpoint_id TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, name)
+      ) WITHOUT ROWID;
+      CREATE INDEX checkpoint_aliases_target ON checkpoint_aliases (job_id, checkpoint_id);
+      CREATE TABLE checkpoint_alias_history (
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        job_id TEXT,
+        checkpoint_id TEXT,
+        changed_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, name, version)
+      ) WITHOUT ROWID;
+      CREATE TABLE retention_policies (
+        project_id TEXT PRIMARY KEY,
+        policy TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      INSERT INTO checkpoints (job_id, checkpoint_id, size_bytes, file_count, first_seq, created_at, last_modified, has_adapter_config, state, completed_at, completed_by)
+        SELECT f.job_id, substr(f.relative_name, 1, instr(f.relative_name, '/') - 1),
+               SUM(f.size_bytes), COUNT(*), MIN(f.seq), MIN(f.created_at), MAX(f.last_modified),
+               MAX(substr(f.relative_name, -20) = '/adapter_config.json'),
+               CASE j.status WHEN 'TRAINING_JOB_COMPLETED' THEN 'COMPLETE'
+                             WHEN 'TRAINING_JOB_FAILED' THEN 'INCOMPLETE' WHEN 'TRAINING_JOB_STOPPED' THEN 'INCOMPLETE'
+                             ELSE 'WRITING' END,
+               CASE j.status WHEN 'TRAINING_JOB_COMPLETED' THEN j.updated_at END,
+               CASE j.status WHEN 'TRAINING_JOB_COMPLETED' THEN 'job-completed' END
+        FROM checkpoint_files f JOIN jobs j ON j.id = f.job_id
+        WHERE instr(f.relative_name, '/') > 1
+        GROUP BY f.job_id, substr(f.relative_name, 1, instr(f.relative_name, '/') - 1);
+      INSERT INTO checkpoint_ranks (job_id, checkpoint_id, node_rank)
+        SELECT DISTINCT job_id, substr(relative_name, 1, instr(relative_name, '/') - 1), node_rank
+        FROM checkpoint_files WHERE instr(relative_name, '/') > 1;
     `,
   },
 ];

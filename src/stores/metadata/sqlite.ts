@@ -1,9 +1,16 @@
 import Database from "better-sqlite3";
 import { newId } from "../../domain/ids.js";
+import { checkpointIdOf, nameInCheckpoint } from "../../domain/checkpoint-id.js";
+import { isCompletionMarker } from "../../domain/checkpoint-markers.js";
+import { stateAfterCommit, type CheckpointState, type CompletionReason, type StateChange, type TrainerStateSummary } from "../../domain/checkpoints.js";
+import type { RetentionPolicy } from "../../domain/retention.js";
 import type {
+  AliasHistoryEntry,
+  AliasRecord,
   ApiKeyRecord,
   AuditEntry,
   NewAuditEntry,
+  CheckpointDeletion,
   CheckpointSummary,
   FileRecord,
   JobRecord,
@@ -17,7 +24,7 @@ import type {
 import type { MetadataStore } from "./store.js";
 import { SQLITE_MIGRATIONS } from "./sqlite-migrations.js";
 import type { LogLevel, LogLineRecord, LogQuery, LogStream, NewLogLine } from "../../domain/logs.js";
-import { ancestorsOf, checkpointIdOf } from "../../domain/names.js";
+import { ancestorsOf } from "../../domain/names.js";
 import type { FileFactsRecord, FileFormat, StoredFacts } from "../../domain/file-facts.js";
 
 const FACTS = `node_rank AS nodeRank, relative_name AS relativeName, format, error, parameter_count AS parameterCount,
@@ -43,7 +50,48 @@ interface JobRow {
   updated_at: string;
   file_count: number;
   created_by_email: string | null;
+  next_seq: number;
 }
+
+interface CheckpointRow {
+  job_id: string;
+  checkpoint_id: string;
+  size_bytes: number;
+  file_count: number;
+  first_seq: number;
+  created_at: string;
+  last_modified: string;
+  has_adapter_config: number;
+  state: string;
+  completed_at: string | null;
+  completed_by: string | null;
+  pinned: number;
+  trainer_state: string | null;
+  has_index: number;
+  requirements_pending: number;
+  deleting_at: string | null;
+}
+
+const checkpointFromRow = (r: CheckpointRow): CheckpointSummary => ({
+  checkpointId: r.checkpoint_id,
+  sizeBytes: r.size_bytes,
+  fileCount: r.file_count,
+  createdAt: r.created_at,
+  lastModified: r.last_modified,
+  hasAdapterConfig: r.has_adapter_config === 1,
+  state: r.state as CheckpointState,
+  completedAt: r.completed_at,
+  completedBy: r.completed_by as CompletionReason | null,
+  pinned: r.pinned === 1,
+  trainerState: r.trainer_state === null ? null : (JSON.parse(r.trainer_state) as TrainerStateSummary),
+  requirementsPending: r.requirements_pending,
+  hasIndex: r.has_index === 1,
+});
+
+const isAdapterConfig = (relativeName: string) => {
+  const inside = nameInCheckpoint(relativeName);
+  return inside !== null && (inside === "adapter_config.json" || inside.endsWith("/adapter_config.json"));
+};
 
 interface FileRow {
   job_id: string;
@@ -81,6 +129,22 @@ const fileFromRow = (r: FileRow): FileRecord => ({
   sha256: r.sha256,
   lastModified: r.last_modified,
   createdAt: r.created_at,
+});
+
+interface AliasRow {
+  project_id: string;
+  name: string;
+  job_id: string;
+  checkpoint_id: string;
+  updated_at: string;
+}
+
+const aliasFromRow = (r: AliasRow): AliasRecord => ({
+  projectId: r.project_id,
+  name: r.name,
+  jobId: r.job_id,
+  checkpointId: r.checkpoint_id,
+  updatedAt: r.updated_at,
 });
 
 const projectFromRow = (r: { id: string; org_id: string; name: string; created_at: string; updated_at: string }): ProjectRecord => ({
@@ -152,7 +216,19 @@ export class SqliteMetadataStore implements MetadataStore {
       pendingPurge: db.prepare("SELECT project_id, id FROM jobs WHERE deleted_at IS NOT NULL"),
       deletedJobById: db.prepare("SELECT 1 FROM jobs WHERE id = ? AND deleted_at IS NOT NULL"),
       purgeFiles: db.prepare("DELETE FROM checkpoint_files WHERE job_id = ?"),
+      purgeCheckpointTables: [
+        db.prepare("DELETE FROM checkpoints WHERE job_id = ?"),
+        db.prepare("DELETE FROM checkpoint_ranks WHERE job_id = ?"),
+        db.prepare("DELETE FROM checkpoint_requirements WHERE job_id = ?"),
+        db.prepare("DELETE FROM checkpoint_aliases WHERE job_id = ?"),
+      ],
       purgeJob: db.prepare("DELETE FROM jobs WHERE id = ? AND deleted_at IS NOT NULL"),
+      purgeProjectExtras: ["retention_policies", "checkpoint_aliases", "checkpoint_alias_history"].map((table) =>
+        db.prepare(
+          `DELETE FROM ${table} WHERE project_id IN (SELECT id FROM projects WHERE deleted_at IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id))`,
+        ),
+      ),
       purgeProjects: db.prepare(
         "DELETE FROM projects WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project_id = projects.id)",
       ),
@@ -165,7 +241,77 @@ export class SqliteMetadataStore implements MetadataStore {
         `INSERT INTO checkpoint_files (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      bumpFileCount: db.prepare("UPDATE jobs SET file_count = file_count + 1, updated_at = ? WHERE id = ?"),
+      bumpFileCount: db.prepare("UPDATE jobs SET file_count = file_count + 1, next_seq = next_seq + 1, updated_at = ? WHERE id = ?"),
+      checkpointRow: db.prepare("SELECT * FROM checkpoints WHERE job_id = ? AND checkpoint_id = ?"),
+      insertCheckpoint: db.prepare(
+        `INSERT INTO checkpoints (job_id, checkpoint_id, size_bytes, file_count, first_seq, created_at, last_modified, has_adapter_config)
+         VALUES (?, ?, ?, 1, ?, ?, ?, ?)`,
+      ),
+      growCheckpoint: db.prepare(
+        `UPDATE checkpoints SET size_bytes = size_bytes + ?, file_count = file_count + ?, last_modified = ?,
+                has_adapter_config = MAX(has_adapter_config, ?) WHERE job_id = ? AND checkpoint_id = ?`,
+      ),
+      setCheckpointState: db.prepare(
+        "UPDATE checkpoints SET state = ?, completed_at = ?, completed_by = ? WHERE job_id = ? AND checkpoint_id = ?",
+      ),
+      addRank: db.prepare("INSERT OR IGNORE INTO checkpoint_ranks (job_id, checkpoint_id, node_rank) VALUES (?, ?, ?)"),
+      ranksOf: db.prepare("SELECT node_rank FROM checkpoint_ranks WHERE job_id = ? AND checkpoint_id = ? ORDER BY node_rank"),
+      unmeetRequirement: db.prepare(
+        "UPDATE checkpoint_requirements SET met = 0 WHERE job_id = ? AND node_rank = ? AND relative_name = ? AND met = 1",
+      ),
+      bumpPending: db.prepare("UPDATE checkpoints SET requirements_pending = requirements_pending + ? WHERE job_id = ? AND checkpoint_id = ?"),
+      liveCheckpoints: db.prepare("SELECT * FROM checkpoints WHERE job_id = ? AND deleting_at IS NULL AND file_count > 0 ORDER BY first_seq"),
+      writingCheckpoints: db.prepare("SELECT checkpoint_id FROM checkpoints WHERE job_id = ? AND state = 'WRITING' AND deleting_at IS NULL"),
+      setPinned: db.prepare("UPDATE checkpoints SET pinned = ? WHERE job_id = ? AND checkpoint_id = ? AND deleting_at IS NULL"),
+      setTrainerState: db.prepare("UPDATE checkpoints SET trainer_state = ? WHERE job_id = ? AND checkpoint_id = ?"),
+      dropRequirements: db.prepare("DELETE FROM checkpoint_requirements WHERE job_id = ? AND checkpoint_id = ? AND node_rank = ?"),
+      insertRequirement: db.prepare(
+        "INSERT OR REPLACE INTO checkpoint_requirements (job_id, checkpoint_id, node_rank, relative_name, met) VALUES (?, ?, ?, ?, 0)",
+      ),
+      countPending: db.prepare("SELECT COUNT(*) AS n FROM checkpoint_requirements WHERE job_id = ? AND checkpoint_id = ? AND met = 0"),
+      setPending: db.prepare("UPDATE checkpoints SET has_index = 1, requirements_pending = ? WHERE job_id = ? AND checkpoint_id = ?"),
+      requirement: db.prepare("SELECT checkpoint_id, met FROM checkpoint_requirements WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
+      meetRequirement: db.prepare("UPDATE checkpoint_requirements SET met = 1 WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
+      openUploadNames: db.prepare("SELECT relative_name FROM uploads WHERE job_id = ?"),
+      markCheckpointDeleting: db.prepare(
+        `UPDATE checkpoints SET deleting_at = ? WHERE job_id = ? AND checkpoint_id = ? AND deleting_at IS NULL
+           AND state <> 'WRITING' AND pinned = 0
+           AND NOT EXISTS (SELECT 1 FROM checkpoint_aliases a WHERE a.job_id = checkpoints.job_id AND a.checkpoint_id = checkpoints.checkpoint_id)`,
+      ),
+      unlistCheckpointFiles: db.prepare(
+        "DELETE FROM checkpoint_files WHERE job_id = ? AND node_rank = ? AND relative_name > ? AND relative_name < ?",
+      ),
+      shrinkJob: db.prepare("UPDATE jobs SET file_count = file_count - ?, updated_at = ? WHERE id = ?"),
+      finishCheckpointDelete: [
+        db.prepare("DELETE FROM checkpoints WHERE job_id = ? AND checkpoint_id = ? AND deleting_at IS NOT NULL"),
+        db.prepare("DELETE FROM checkpoint_ranks WHERE job_id = ? AND checkpoint_id = ?"),
+        db.prepare("DELETE FROM checkpoint_requirements WHERE job_id = ? AND checkpoint_id = ?"),
+      ],
+      pendingCheckpointDeletes: db.prepare(
+        `SELECT c.job_id, c.checkpoint_id, j.project_id FROM checkpoints c JOIN jobs j ON j.id = c.job_id
+         WHERE c.deleting_at IS NOT NULL ORDER BY c.deleting_at`,
+      ),
+      aliasByName: db.prepare("SELECT * FROM checkpoint_aliases WHERE project_id = ? AND name = ?"),
+      upsertAlias: db.prepare(
+        `INSERT INTO checkpoint_aliases (project_id, name, job_id, checkpoint_id, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (project_id, name) DO UPDATE SET job_id = excluded.job_id, checkpoint_id = excluded.checkpoint_id, updated_at = excluded.updated_at`,
+      ),
+      deleteAlias: db.prepare("DELETE FROM checkpoint_aliases WHERE project_id = ? AND name = ?"),
+      listAliases: db.prepare("SELECT * FROM checkpoint_aliases WHERE project_id = ? ORDER BY name"),
+      nextAliasVersion: db.prepare("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM checkpoint_alias_history WHERE project_id = ? AND name = ?"),
+      insertAliasHistory: db.prepare(
+        "INSERT INTO checkpoint_alias_history (project_id, name, version, job_id, checkpoint_id, changed_at) VALUES (?, ?, ?, ?, ?, ?)",
+      ),
+      aliasHistory: db.prepare("SELECT * FROM checkpoint_alias_history WHERE project_id = ? AND name = ? ORDER BY version"),
+      liveCheckpointInProject: db.prepare(
+        `SELECT 1 FROM checkpoints c JOIN jobs j ON j.id = c.job_id
+         WHERE c.job_id = ? AND c.checkpoint_id = ? AND j.project_id = ? AND j.deleted_at IS NULL AND c.deleting_at IS NULL AND c.file_count > 0`,
+      ),
+      getPolicy: db.prepare("SELECT policy FROM retention_policies WHERE project_id = ?"),
+      putPolicy: db.prepare(
+        `INSERT INTO retention_policies (project_id, policy, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (project_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at`,
+      ),
       touchJob: db.prepare("UPDATE jobs SET updated_at = ? WHERE id = ?"),
       // Names inside folder N sort between "N/" and "N0" ('0' follows '/' in byte order, SQLite's default).
       firstInside: db.prepare(
@@ -190,27 +336,18 @@ export class SqliteMetadataStore implements MetadataStore {
          FROM audit_log WHERE at >= ? ORDER BY id LIMIT ?`,
       ),
       pageOfFiles: db.prepare("SELECT * FROM checkpoint_files WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?"),
-      checkpoints: db.prepare(
-        `SELECT CASE WHEN instr(relative_name, '/') > 0 THEN substr(relative_name, 1, instr(relative_name, '/') - 1)
-                     ELSE '.' END AS checkpoint_id,
-                SUM(size_bytes) AS size_bytes, COUNT(*) AS file_count,
-                MIN(created_at) AS created_at, MAX(last_modified) AS last_modified,
-                MAX(relative_name = 'adapter_config.json' OR substr(relative_name, -20) = '/adapter_config.json') AS has_adapter
-         FROM checkpoint_files WHERE job_id = ? GROUP BY checkpoint_id ORDER BY MIN(seq)`,
-      ),
       deleteFacts: db.prepare("DELETE FROM file_facts WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
       insertFacts: db.prepare(
         `INSERT INTO file_facts (job_id, node_rank, relative_name, checkpoint_id, format, error, parameter_count, tensor_count, summary, detail)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       factsDetail: db.prepare("SELECT detail FROM file_facts WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
-      // Names inside folder C sort between "C/" and "C0" (byte order); root files have no '/'.
+      // Names inside folder C sort between "C/" and "C0" (byte order).
       checkpointFilesWithFacts: db.prepare(
         `SELECT f.*, x.format, x.error, x.parameter_count, x.tensor_count, x.summary
          FROM checkpoint_files f LEFT JOIN file_facts x
            ON x.job_id = f.job_id AND x.node_rank = f.node_rank AND x.relative_name = f.relative_name
-         WHERE f.job_id = @jobId AND (CASE WHEN @root THEN instr(f.relative_name, '/') = 0
-                                           ELSE f.relative_name > @low AND f.relative_name < @high END)
+         WHERE f.job_id = @jobId AND f.relative_name > @low AND f.relative_name < @high
          ORDER BY f.node_rank, f.relative_name`,
       ),
     };
@@ -390,6 +527,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map((r) => r.detail).join("\n");
   }
 
+  async getJobById(jobId: string): Promise<JobRecord | null> {
+    const row = this.stmts.liveJobById.get(jobId) as JobRow | undefined;
+    return row ? jobFromRow(row) : null;
+  }
+
+  async orgOfProject(projectId: string): Promise<string | null> {
+    const row = this.db.prepare("SELECT org_id FROM projects WHERE id = ? AND deleted_at IS NULL").get(projectId) as { org_id: string } | undefined;
+    return row?.org_id ?? null;
+  }
+
   async updateJob(
     orgId: string,
     projectId: string,
@@ -427,12 +574,16 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!this.stmts.deletedJobById.get(jobId)) return;
       this.stmts.purgeFiles.run(jobId);
       this.purgeLogLines(jobId);
+      for (const purge of this.stmts.purgeCheckpointTables) purge.run(jobId);
       this.stmts.purgeJob.run(jobId);
     }).immediate();
   }
 
   async purgeDeletedProjects(): Promise<void> {
-    this.stmts.purgeProjects.run();
+    this.db.transaction(() => {
+      for (const purge of this.stmts.purgeProjectExtras) purge.run();
+      this.stmts.purgeProjects.run();
+    }).immediate();
   }
 
   async commitFile(file: {
@@ -443,39 +594,58 @@ export class SqliteMetadataStore implements MetadataStore {
     sha256: string | null;
     maxFilesPerJob?: number;
     facts?: StoredFacts | null;
-  }): Promise<FileRecord | "job-gone" | "too-many-files"> {
-    const recordFacts = () => {
+  }): Promise<FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting"> {
+    const recordFacts = (checkpointId: string | null) => {
       this.stmts.deleteFacts.run(file.jobId, file.nodeRank, file.relativeName);
       const x = file.facts;
-      if (x)
-        this.stmts.insertFacts.run(file.jobId, file.nodeRank, file.relativeName, checkpointIdOf(file.relativeName), x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail);
+      if (x) this.stmts.insertFacts.run(file.jobId, file.nodeRank, file.relativeName, checkpointId, x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail);
     };
-    return this.db.transaction((): FileRecord | "job-gone" | "too-many-files" => {
+    return this.db.transaction((): FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting" => {
       const job = this.stmts.liveJobById.get(file.jobId) as JobRow | undefined;
       if (!job) return "job-gone";
+      const checkpointId = checkpointIdOf(file.relativeName);
+      const checkpoint = checkpointId === null ? undefined : (this.stmts.checkpointRow.get(file.jobId, checkpointId) as CheckpointRow | undefined);
+      if (checkpoint?.deleting_at) return "checkpoint-deleting";
       const now = nowIso();
       const existing = this.stmts.fileByName.get(file.jobId, file.nodeRank, file.relativeName) as FileRow | undefined;
+      let record: FileRecord;
       if (existing) {
         this.stmts.replaceFile.run(file.sizeBytes, file.sha256, now, file.jobId, file.nodeRank, file.relativeName);
         this.stmts.touchJob.run(now, file.jobId);
-        recordFacts();
-        return fileFromRow({ ...existing, size_bytes: file.sizeBytes, sha256: file.sha256, last_modified: now });
+        record = fileFromRow({ ...existing, size_bytes: file.sizeBytes, sha256: file.sha256, last_modified: now });
+      } else {
+        if (file.maxFilesPerJob !== undefined && job.file_count >= file.maxFilesPerJob) return "too-many-files";
+        const seq = job.next_seq;
+        this.stmts.insertFile.run(file.jobId, seq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, now, now);
+        this.stmts.bumpFileCount.run(now, file.jobId);
+        record = {
+          jobId: file.jobId,
+          seq,
+          nodeRank: file.nodeRank,
+          relativeName: file.relativeName,
+          sizeBytes: file.sizeBytes,
+          sha256: file.sha256,
+          lastModified: now,
+          createdAt: now,
+        };
       }
-      if (file.maxFilesPerJob !== undefined && job.file_count >= file.maxFilesPerJob) return "too-many-files";
-      const seq = job.file_count;
-      this.stmts.insertFile.run(file.jobId, seq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, now, now);
-      this.stmts.bumpFileCount.run(now, file.jobId);
-      recordFacts();
-      return {
-        jobId: file.jobId,
-        seq,
-        nodeRank: file.nodeRank,
-        relativeName: file.relativeName,
-        sizeBytes: file.sizeBytes,
-        sha256: file.sha256,
-        lastModified: now,
-        createdAt: now,
-      };
+      recordFacts(checkpointId);
+      if (checkpointId !== null) {
+        const adapter = isAdapterConfig(file.relativeName) ? 1 : 0;
+        if (!checkpoint) this.stmts.insertCheckpoint.run(file.jobId, checkpointId, file.sizeBytes, record.seq, now, now, adapter);
+        else this.stmts.growCheckpoint.run(file.sizeBytes - (existing?.size_bytes ?? 0), existing ? 0 : 1, now, adapter, file.jobId, checkpointId);
+        this.stmts.addRank.run(file.jobId, checkpointId, file.nodeRank);
+        if (this.stmts.unmeetRequirement.run(file.jobId, file.nodeRank, file.relativeName).changes > 0)
+          this.stmts.bumpPending.run(1, file.jobId, checkpointId);
+        const change = stateAfterCommit({
+          current: (checkpoint?.state ?? "WRITING") as CheckpointState,
+          isMarker: isCompletionMarker(file.relativeName),
+          replacedWithDifferentBytes:
+            existing !== undefined && (existing.size_bytes !== file.sizeBytes || existing.sha256 === null || existing.sha256 !== file.sha256),
+        });
+        if (change) this.stmts.setCheckpointState.run(change.state, change.completedBy ? now : null, change.completedBy, file.jobId, checkpointId);
+      }
+      return record;
     }).immediate();
   }
 
@@ -497,34 +667,129 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {
-    const rows = this.stmts.checkpoints.all(jobId) as {
-      checkpoint_id: string;
-      size_bytes: number;
-      file_count: number;
-      created_at: string;
-      last_modified: string;
-      has_adapter: number;
-    }[];
-    return rows.map((r) => ({
+    return (this.stmts.liveCheckpoints.all(jobId) as CheckpointRow[]).map(checkpointFromRow);
+  }
+
+  private liveCheckpoint(jobId: string, checkpointId: string): CheckpointRow | null {
+    const row = this.stmts.checkpointRow.get(jobId, checkpointId) as CheckpointRow | undefined;
+    return row && row.deleting_at === null && row.file_count > 0 && this.stmts.liveJobById.get(jobId) ? row : null;
+  }
+
+  async getCheckpoint(jobId: string, checkpointId: string): Promise<CheckpointSummary | null> {
+    const row = this.liveCheckpoint(jobId, checkpointId);
+    return row ? checkpointFromRow(row) : null;
+  }
+
+  async completeCheckpoint(jobId: string, checkpointId: string, reason: CompletionReason): Promise<CheckpointSummary | null> {
+    return this.db.transaction(() => {
+      const row = this.liveCheckpoint(jobId, checkpointId);
+      if (!row) return null;
+      if (row.state !== "COMPLETE") this.stmts.setCheckpointState.run("COMPLETE", nowIso(), reason, jobId, checkpointId);
+      return checkpointFromRow(this.stmts.checkpointRow.get(jobId, checkpointId) as CheckpointRow);
+    }).immediate();
+  }
+
+  async settleCheckpoints(jobId: string, change: StateChange, except: readonly string[]): Promise<string[]> {
+    return this.db.transaction(() => {
+      const skip = new Set(except);
+      const now = nowIso();
+      const changed: string[] = [];
+      for (const { checkpoint_id } of this.stmts.writingCheckpoints.all(jobId) as { checkpoint_id: string }[]) {
+        if (skip.has(checkpoint_id)) continue;
+        this.stmts.setCheckpointState.run(change.state, change.completedBy ? now : null, change.completedBy, jobId, checkpoint_id);
+        changed.push(checkpoint_id);
+      }
+      return changed;
+    }).immediate();
+  }
+
+  async setPinned(jobId: string, checkpointId: string, pinned: boolean): Promise<CheckpointSummary | null> {
+    if (!this.liveCheckpoint(jobId, checkpointId)) return null;
+    this.stmts.setPinned.run(pinned ? 1 : 0, jobId, checkpointId);
+    return this.getCheckpoint(jobId, checkpointId);
+  }
+
+  async setTrainerState(jobId: string, checkpointId: string, summary: TrainerStateSummary): Promise<void> {
+    this.stmts.setTrainerState.run(JSON.stringify(summary), jobId, checkpointId);
+  }
+
+  async setRequirements(jobId: string, checkpointId: string, nodeRank: number, relativeNames: readonly string[]): Promise<{ relativeName: string; sizeBytes: number }[]> {
+    return this.db.transaction(() => {
+      this.stmts.dropRequirements.run(jobId, checkpointId, nodeRank);
+      const present: { relativeName: string; sizeBytes: number }[] = [];
+      for (const name of relativeNames) {
+        this.stmts.insertRequirement.run(jobId, checkpointId, nodeRank, name);
+        const file = this.stmts.fileByName.get(jobId, nodeRank, name) as FileRow | undefined;
+        if (file) present.push({ relativeName: name, sizeBytes: file.size_bytes });
+      }
+      const { n } = this.stmts.countPending.get(jobId, checkpointId) as { n: number };
+      this.stmts.setPending.run(n, jobId, checkpointId);
+      return present;
+    }).immediate();
+  }
+
+  async meetRequirement(jobId: string, nodeRank: number, relativeName: string, sizeBytes: number): Promise<CheckpointSummary | null> {
+    return this.db.transaction(() => {
+      const requirement = this.stmts.requirement.get(jobId, nodeRank, relativeName) as { checkpoint_id: string; met: number } | undefined;
+      if (!requirement) return null;
+      const file = this.stmts.fileByName.get(jobId, nodeRank, relativeName) as FileRow | undefined;
+      const checkpointId = requirement.checkpoint_id;
+      if (requirement.met === 0 && file && file.size_bytes === sizeBytes) {
+        this.stmts.meetRequirement.run(jobId, nodeRank, relativeName);
+        const { n } = this.stmts.countPending.get(jobId, checkpointId) as { n: number };
+        this.stmts.setPending.run(n, jobId, checkpointId);
+        const row = this.stmts.checkpointRow.get(jobId, checkpointId) as CheckpointRow | undefined;
+        if (row && n === 0 && row.state !== "COMPLETE" && row.deleting_at === null)
+          this.stmts.setCheckpointState.run("COMPLETE", nowIso(), "safetensors-index", jobId, checkpointId);
+      }
+      const row = this.liveCheckpoint(jobId, checkpointId);
+      return row ? checkpointFromRow(row) : null;
+    }).immediate();
+  }
+
+  async openUploadNames(jobId: string): Promise<string[]> {
+    return (this.stmts.openUploadNames.all(jobId) as { relative_name: string }[]).map((r) => r.relative_name);
+  }
+
+  async beginCheckpointDelete(jobId: string, checkpointId: string): Promise<{ nodeRanks: number[] } | null> {
+    return this.db.transaction(() => {
+      if (!this.stmts.liveJobById.get(jobId)) return null;
+      const now = nowIso();
+      if (this.stmts.markCheckpointDeleting.run(now, jobId, checkpointId).changes === 0) return null;
+      const nodeRanks = (this.stmts.ranksOf.all(jobId, checkpointId) as { node_rank: number }[]).map((r) => r.node_rank);
+      let unlisted = 0;
+      // Names inside folder C sort between "C/" and "C0" ('0' follows '/' in byte order).
+      for (const rank of nodeRanks) unlisted += this.stmts.unlistCheckpointFiles.run(jobId, rank, `${checkpointId}/`, `${checkpointId}0`).changes;
+      this.stmts.shrinkJob.run(unlisted, now, jobId);
+      return { nodeRanks };
+    }).immediate();
+  }
+
+  async finishCheckpointDelete(jobId: string, checkpointId: string): Promise<void> {
+    this.db.transaction(() => {
+      for (const step of this.stmts.finishCheckpointDelete) step.run(jobId, checkpointId);
+    }).immediate();
+  }
+
+  async checkpointDeletesPending(): Promise<CheckpointDeletion[]> {
+    return (this.stmts.pendingCheckpointDeletes.all() as { job_id: string; checkpoint_id: string; project_id: string }[]).map((r) => ({
+      projectId: r.project_id,
+      jobId: r.job_id,
       checkpointId: r.checkpoint_id,
-      sizeBytes: r.size_bytes,
-      fileCount: r.file_count,
-      createdAt: r.created_at,
-      lastModified: r.last_modified,
-      hasAdapterConfig: r.has_adapter === 1,
+      nodeRanks: (this.stmts.ranksOf.all(r.job_id, r.checkpoint_id) as { node_rank: number }[]).map((x) => x.node_rank),
     }));
   }
 
-  async listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string })[]> {
+  async listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string | null })[]> {
     if (formats.length === 0) return [];
     const marks = formats.map(() => "?").join(", ");
     return this.db
       .prepare(`SELECT ${FACTS}, checkpoint_id AS checkpointId FROM file_facts WHERE job_id = ? AND format IN (${marks}) ORDER BY node_rank, relative_name`)
-      .all(jobId, ...formats) as (FileFactsRecord & { checkpointId: string })[];
+      .all(jobId, ...formats) as (FileFactsRecord & { checkpointId: string | null })[];
   }
 
   async listCheckpointFilesWithFacts(jobId: string, checkpointId: string): Promise<{ file: FileRecord; facts: FileFactsRecord | null }[]> {
-    const rows = this.stmts.checkpointFilesWithFacts.all({ jobId, root: checkpointId === "." ? 1 : 0, low: `${checkpointId}/`, high: `${checkpointId}0` }) as (FileRow & {
+    const rows = this.stmts.checkpointFilesWithFacts.all({ jobId, low: `${checkpointId}/`, high: `${checkpointId}0` }) as (FileRow & {
       format: string | null;
       error: string | null;
       parameter_count: number | null;
@@ -543,6 +808,55 @@ export class SqliteMetadataStore implements MetadataStore {
   async factsDetail(jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
     const row = this.stmts.factsDetail.get(jobId, nodeRank, relativeName) as { detail: string | null } | undefined;
     return row?.detail ?? null;
+  }
+
+  private recordAliasMove(projectId: string, name: string, jobId: string | null, checkpointId: string | null, now: string): void {
+    const { v } = this.stmts.nextAliasVersion.get(projectId, name) as { v: number };
+    this.stmts.insertAliasHistory.run(projectId, name, v, jobId, checkpointId, now);
+  }
+
+  async setAlias(projectId: string, name: string, jobId: string, checkpointId: string): Promise<AliasRecord | "checkpoint-gone"> {
+    return this.db.transaction((): AliasRecord | "checkpoint-gone" => {
+      if (!this.stmts.liveCheckpointInProject.get(jobId, checkpointId, projectId)) return "checkpoint-gone";
+      const now = nowIso();
+      const current = this.stmts.aliasByName.get(projectId, name) as AliasRow | undefined;
+      if (current && current.job_id === jobId && current.checkpoint_id === checkpointId) return aliasFromRow(current);
+      this.stmts.upsertAlias.run(projectId, name, jobId, checkpointId, now);
+      this.recordAliasMove(projectId, name, jobId, checkpointId, now);
+      return { projectId, name, jobId, checkpointId, updatedAt: now };
+    }).immediate();
+  }
+
+  async removeAlias(projectId: string, name: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (this.stmts.deleteAlias.run(projectId, name).changes === 0) return false;
+      this.recordAliasMove(projectId, name, null, null, nowIso());
+      return true;
+    }).immediate();
+  }
+
+  async listAliases(projectId: string): Promise<AliasRecord[]> {
+    return (this.stmts.listAliases.all(projectId) as AliasRow[]).map(aliasFromRow);
+  }
+
+  async getAlias(projectId: string, name: string): Promise<AliasRecord | null> {
+    const row = this.stmts.aliasByName.get(projectId, name) as AliasRow | undefined;
+    return row ? aliasFromRow(row) : null;
+  }
+
+  async aliasHistory(projectId: string, name: string): Promise<AliasHistoryEntry[]> {
+    return (
+      this.stmts.aliasHistory.all(projectId, name) as { name: string; version: number; job_id: string | null; checkpoint_id: string | null; changed_at: string }[]
+    ).map((r) => ({ name: r.name, version: r.version, jobId: r.job_id, checkpointId: r.checkpoint_id, changedAt: r.changed_at }));
+  }
+
+  async getRetentionPolicy(projectId: string): Promise<RetentionPolicy | null> {
+    const row = this.stmts.getPolicy.get(projectId) as { policy: string } | undefined;
+    return row ? (JSON.parse(row.policy) as RetentionPolicy) : null;
+  }
+
+  async putRetentionPolicy(projectId: string, policy: RetentionPolicy): Promise<void> {
+    this.stmts.putPolicy.run(projectId, JSON.stringify(policy), nowIso());
   }
 
   async createUpload(upload: Omit<UploadRecord, "createdAt">): Promise<UploadRecord> {

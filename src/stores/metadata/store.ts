@@ -1,7 +1,12 @@
+import type { CompletionReason, StateChange, TrainerStateSummary } from "../../domain/checkpoints.js";
+import type { RetentionPolicy } from "../../domain/retention.js";
 import type {
+  AliasHistoryEntry,
+  AliasRecord,
   ApiKeyRecord,
   AuditEntry,
   NewAuditEntry,
+  CheckpointDeletion,
   CheckpointSummary,
   FileRecord,
   JobRecord,
@@ -63,6 +68,10 @@ export interface MetadataStore {
   searchJobs(orgId: string, search: JobSearch): Promise<{ job: JobRecord; project: ProjectRecord }[]>;
   /** The database's query plan for searchJobs (EXPLAIN), so tests and operators can see the index it uses. */
   explainSearchJobs(orgId: string, search: JobSearch): Promise<string>;
+  /** Unscoped, for work that follows a commit (which knows only the job id); null when deleted. */
+  getJobById(jobId: string): Promise<JobRecord | null>;
+  /** The organisation of a live project (for work the server starts itself, e.g. automatic retention). */
+  orgOfProject(projectId: string): Promise<string | null>;
   updateJob(
     orgId: string,
     projectId: string,
@@ -92,7 +101,7 @@ export interface MetadataStore {
     maxFilesPerJob?: number;
     /** What the file's bytes say (file-facts.ts), stored with it in the same transaction; a replacement's old facts go. */
     facts?: StoredFacts | null;
-  }): Promise<FileRecord | "job-gone" | "too-many-files">;
+  }): Promise<FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting">;
   listFiles(jobId: string, offset: number, limit: number): Promise<FileRecord[]>;
   getFile(jobId: string, nodeRank: number, relativeName: string): Promise<FileRecord | null>;
   /**
@@ -101,15 +110,62 @@ export interface MetadataStore {
    * Checked on every backend, so a job stays downloadable to disk even when S3 would accept both.
    */
   findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null>;
+  /**
+   * The job's checkpoints in the order their first files were committed, from the aggregates
+   * commitFile keeps (never a scan of the job's files). commitFile also applies the state rule
+   * of domain/checkpoints.ts (stateAfterCommit) in the same transaction. Root files belong to no
+   * checkpoint (domain/checkpoint-id.ts).
+   */
   summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]>;
 
   // File facts (rows go with their file: replaced on commit, removed when the file is)
   /** Facts of the job's files of these formats, without their detail: for the checkpoints listing. */
-  listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string })[]>;
-  /** Every file of one checkpoint (a top-level folder; "." the root files), by rank then name, with its facts. */
+  listFileFacts(jobId: string, formats: readonly string[]): Promise<(FileFactsRecord & { checkpointId: string | null })[]>;
+  /** Every file of one checkpoint (a top-level folder), by rank then name, with its facts. */
   listCheckpointFilesWithFacts(jobId: string, checkpointId: string): Promise<{ file: FileRecord; facts: FileFactsRecord | null }[]>;
   /** The large part of a file's facts (tensors, a weight map), JSON; null when it has none. */
   factsDetail(jobId: string, nodeRank: number, relativeName: string): Promise<string | null>;
+
+  // Checkpoints (rows keyed by job and checkpoint id; callers have checked tenancy on the job)
+  getCheckpoint(jobId: string, checkpointId: string): Promise<CheckpointSummary | null>;
+  /** Makes it COMPLETE (a no-op if it is); null when there is no such live checkpoint. */
+  completeCheckpoint(jobId: string, checkpointId: string, reason: CompletionReason): Promise<CheckpointSummary | null>;
+  /** Applies `change` to the job's WRITING checkpoints except those named; returns the ids changed. */
+  settleCheckpoints(jobId: string, change: StateChange, except: readonly string[]): Promise<string[]>;
+  setPinned(jobId: string, checkpointId: string, pinned: boolean): Promise<CheckpointSummary | null>;
+  setTrainerState(jobId: string, checkpointId: string, summary: TrainerStateSummary): Promise<void>;
+  /**
+   * Replaces the shards a safetensors index of `nodeRank` requires, all unmet; returns those
+   * already committed (the caller checks their sizes and calls meetRequirement).
+   */
+  setRequirements(jobId: string, checkpointId: string, nodeRank: number, relativeNames: readonly string[]): Promise<{ relativeName: string; sizeBytes: number }[]>;
+  /**
+   * Marks a required shard met if it is still committed at `sizeBytes`; when that leaves none
+   * pending, the checkpoint becomes COMPLETE ('safetensors-index'). Returns the checkpoint after.
+   */
+  meetRequirement(jobId: string, nodeRank: number, relativeName: string, sizeBytes: number): Promise<CheckpointSummary | null>;
+  /** Names of the job's direct uploads still open (their checkpoints are not complete yet). */
+  openUploadNames(jobId: string): Promise<string[]>;
+  /**
+   * Starts deleting a checkpoint, once: in one transaction it is marked deleting and its files
+   * are unlisted, provided it is not WRITING, pinned or aliased. Null when it is not (or another
+   * server already began). The caller then removes its blobs and calls finishCheckpointDelete.
+   */
+  beginCheckpointDelete(jobId: string, checkpointId: string): Promise<{ nodeRanks: number[] } | null>;
+  finishCheckpointDelete(jobId: string, checkpointId: string): Promise<void>;
+  /** Deletes begun and not finished (e.g. the server died mid-apply). */
+  checkpointDeletesPending(): Promise<CheckpointDeletion[]>;
+
+  // Aliases and retention (project-scoped; callers have checked tenancy on the project)
+  /** Points the alias at a live checkpoint and records the move; "checkpoint-gone" if there is none. */
+  setAlias(projectId: string, name: string, jobId: string, checkpointId: string): Promise<AliasRecord | "checkpoint-gone">;
+  /** True when it existed; the removal is recorded in its history. */
+  removeAlias(projectId: string, name: string): Promise<boolean>;
+  listAliases(projectId: string): Promise<AliasRecord[]>;
+  getAlias(projectId: string, name: string): Promise<AliasRecord | null>;
+  aliasHistory(projectId: string, name: string): Promise<AliasHistoryEntry[]>;
+  getRetentionPolicy(projectId: string): Promise<RetentionPolicy | null>;
+  putRetentionPolicy(projectId: string, policy: RetentionPolicy): Promise<void>;
 
   // Direct uploads (kept in the database so any server can complete what another began)
   createUpload(upload: Omit<UploadRecord, "createdAt">): Promise<UploadRecord>;
