@@ -25,7 +25,8 @@ export function parseSafetensorsIndex(bytes: Uint8Array, fileSize: number): Safe
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return { ok: false, error: "index is not a JSON object" };
   const { weight_map: map, metadata } = parsed as Record<string, unknown>;
   if (map === null || typeof map !== "object" || Array.isArray(map)) return { ok: false, error: "index has no weight_map object" };
-  const weightMap: Record<string, string> = {};
+  // No prototype: a tensor named "__proto__" must stay an entry, not become one.
+  const weightMap: Record<string, string> = Object.create(null);
   for (const [name, shard] of Object.entries(map)) {
     if (typeof shard !== "string") return { ok: false, error: `weight_map entry '${name.slice(0, 120)}' is not a file name` };
     weightMap[name] = shard;

@@ -242,7 +242,8 @@ export function buildSafetensors(
   tensors: { name: string; dtype: string; shape: number[] }[],
   metadata?: Record<string, string>,
 ): { header: Buffer; dataBytes: number } {
-  const entries: Record<string, unknown> = {};
+  // No prototype: a tensor may be named "__proto__" (found by the fuzz test).
+  const entries: Record<string, unknown> = Object.create(null);
   if (metadata) entries.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {

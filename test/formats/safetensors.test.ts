@@ -107,3 +107,13 @@ describe("fuzz: headers (fast-check)", () => {
     );
   });
 });
+
+test("a tensor named __proto__ is a tensor like any other (header and shard index)", async () => {
+  const { parseSafetensorsIndex } = await import("../../src/formats/safetensors-index.js");
+  const r = parseWhole(safetensorsFile([{ name: "__proto__", dtype: "F32", shape: [2] }, { name: "constructor", dtype: "F32", shape: [1] }]));
+  assert.ok(r.ok);
+  assert.deepEqual(r.header.tensors.map((t) => t.name), ["__proto__", "constructor"]);
+  const index = parseSafetensorsIndex(Buffer.from('{"weight_map":{"__proto__":"a.safetensors"}}'), 45);
+  assert.ok(index.ok);
+  assert.deepEqual(Object.entries(index.index.weightMap), [["__proto__", "a.safetensors"]]);
+});
