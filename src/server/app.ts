@@ -17,6 +17,7 @@ import { LocalBlobStore } from "../stores/blobs/local.js";
 import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js";
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
+import { consoleRoutes } from "./routes/console.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { projectRoutes } from "./routes/projects.js";
 import { uploadRoutes } from "./routes/uploads.js";
@@ -117,6 +118,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));
+  // The web console (static files, its own CSP), outside the API-key scope.
+  await app.register(consoleRoutes);
 
   await app.register(async (api) => {
     requireApiKey(api, options.service);

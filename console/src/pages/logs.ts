@@ -1,0 +1,60 @@
+import { api, ApiError, paths, type LogLine } from "../api.js";
+import { h, replaceChildren } from "../dom.js";
+import { errorNote, type PageContext } from "../page.js";
+import { links } from "../router.js";
+import { VirtualList } from "../virtual-list.js";
+
+/** Baseten's LogV1 timestamps are epoch nanoseconds as a string. */
+function logTime(timestamp: string): string {
+  if (!/^\d+$/.test(timestamp)) return timestamp;
+  const ms = Number(BigInt(timestamp) / 1_000_000n);
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? timestamp : date.toISOString().replace("T", " ").replace("Z", "");
+}
+
+export async function renderLogs(ctx: PageContext, projectId: string, jobId: string): Promise<void> {
+  ctx.setCrumbs([{ label: projectId, href: links.project(projectId) }, { label: jobId, href: links.job(projectId, jobId) }, { label: "Logs" }]);
+  ctx.setTitle("Logs");
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  replaceChildren(ctx.main, h("h1", {}, "Logs of ", h("span", { class: "mono" }, jobId)), body);
+  let logs: LogLine[];
+  try {
+    ({ logs } = await api<{ logs: LogLine[] }>(paths.logs(projectId, jobId), { signal: ctx.signal, query: { limit: 1000 } }));
+  } catch (err) {
+    if (ctx.signal.aborted) return;
+    replaceChildren(body, err instanceof ApiError && err.status === 404 ? h("p", { class: "muted" }, "This server keeps no logs for this job.") : errorNote(err));
+    return;
+  }
+  if (ctx.signal.aborted) return;
+  const all = Array.isArray(logs) ? logs : [];
+  const filter = h("input", { type: "search", id: "log-filter", autocomplete: "off", spellcheck: "false" });
+  const count = h("p", { class: "muted", role: "status" });
+  let shown = all;
+  const list = new VirtualList({
+    label: "Log lines",
+    rowHeight: 28,
+    empty: "No log lines.",
+    columns: [{ title: "Time", className: "c-date" }, { title: "Level", className: "c-rank" }, { title: "Replica", className: "c-rank" }, { title: "Message", className: "c-name" }],
+    renderRow: (i) => {
+      const line = shown[i]!;
+      return h(
+        "div",
+        { class: "frow log" },
+        h("span", { class: "cell c-date mono", role: "cell" }, logTime(String(line.timestamp))),
+        h("span", { class: "cell c-rank", role: "cell" }, line.level ?? ""),
+        h("span", { class: "cell c-rank mono", role: "cell" }, line.replica ?? ""),
+        h("span", { class: "cell c-name mono", role: "cell", title: String(line.message) }, String(line.message)),
+      );
+    },
+  });
+  const apply = (): void => {
+    const q = filter.value.trim().toLowerCase();
+    shown = q === "" ? all : all.filter((l) => String(l.message).toLowerCase().includes(q));
+    list.refresh();
+    list.setCount(shown.length);
+    count.textContent = `${shown.length} of ${all.length} lines`;
+  };
+  filter.addEventListener("input", apply);
+  replaceChildren(body, h("div", { class: "toolbar" }, h("label", { for: "log-filter" }, "Filter log lines"), filter), count, list.element);
+  apply();
+}
