@@ -97,6 +97,7 @@ test("web console: sign in, walk every page, copy and run the download command, 
   // The creator: `user.email` of the job (none yet on this server, shown as a dash).
   assert.match(await jobRow.innerText(), /—/);
   await page.getByRole("heading", { name: "Retention plan" }).waitFor();
+  await page.screenshot({ path: join(DOCS_DIR, "console-project.png") });
 
   // The job's checkpoints.
   await page.getByRole("link", { name: HOSTILE_JOB }).click();

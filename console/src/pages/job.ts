@@ -91,7 +91,7 @@ function checkpointRow(ctx: PageContext, projectId: string, jobId: string, c: Ch
     "tr",
     {},
     h("td", {}, h("a", { href: links.files(projectId, jobId, c.checkpoint_id), class: "mono" }, c.checkpoint_id), c.pinned ? h("span", { class: "chip pin", title: "Pinned: never deleted by retention" }, "pinned") : null),
-    h("td", {}, c.state ? statusBadge(c.state) : "—"),
+    h("td", { title: c.completed_at ? `complete since ${c.completed_at}` : undefined }, c.state ? statusBadge(c.state) : "—"),
     h("td", {}, aliasChips.length > 0 ? aliasChips : "—"),
     h("td", { class: "num" }, formatBytes(c.size_bytes)),
     h("td", { class: "num", title: typeof c.parameter_count === "number" ? formatCount(c.parameter_count) : undefined }, formatParams(c.parameter_count)),
@@ -99,12 +99,16 @@ function checkpointRow(ctx: PageContext, projectId: string, jobId: string, c: Ch
     h("td", {}, formatDate(c.created_at)),
     h(
       "td",
-      { class: "actions" },
-      h("a", { href: links.files(projectId, jobId, c.checkpoint_id) }, "Files"),
+      {},
+      h(
+        "div",
+        { class: "actions" },
+        h("a", { href: links.files(projectId, jobId, c.checkpoint_id) }, "Files"),
       h("a", { href: links.tensors(projectId, jobId, c.checkpoint_id) }, "Tensors"),
       copyCommandButton(projectId, jobId, c.checkpoint_id, output),
-      setAlias,
-      pinControl,
+        setAlias,
+        pinControl,
+      ),
     ),
   );
 }
