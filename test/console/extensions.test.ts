@@ -117,8 +117,31 @@ test("web console: aliases, pins, tensors, logs and the retention plan", async (
       await page.getByText("This server keeps no logs for this job.").waitFor();
       return st.skip("the server's /openapi.json has no …/jobs/{training_job_id}/logs route");
     }
-    await page.getByText(/No log lines\.|\d+ of \d+ lines/).first().waitFor();
+    await page.getByText("No log lines.").waitFor();
     assert.equal(await page.getByRole("alert").count(), 0);
+    if (!hasRoute(routes, /\/logs\/batch$/)) return;
+    // Lines sent the way `ckpt run` sends them; one of them hostile.
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const lines = [
+      { timestamp: String(now - 2_000_000n), stream: "stdout", message: "step 1 loss=2.31" },
+      { timestamp: String(now - 1_000_000n), stream: "stderr", message: "<script>alert(5)</script> ERROR out of memory" },
+      { timestamp: String(now), stream: "stdout", message: "step 2 loss=1.97" },
+    ];
+    const sent = await fetch(`${server.baseUrl}/v1/training_projects/${projectId}/jobs/${jobId}/logs/batch`, {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body: JSON.stringify({ node_rank: 0, lines }),
+    });
+    assert.equal(sent.status, 200, await sent.text());
+    await page.goto(jobPage);
+    await page.getByRole("link", { name: "Job logs" }).click();
+    const list = page.getByRole("table", { name: "Log lines" });
+    await list.getByText("<script>alert(5)</script> ERROR out of memory").waitFor();
+    await page.getByText("3 of 3 lines").waitFor();
+    const texts = await list.locator(".vspacer .vrow").allInnerTexts();
+    assert.ok(texts.findIndex((t) => t.includes("step 1")) < texts.findIndex((t) => t.includes("step 2")), "oldest first");
+    await page.getByLabel("Filter log lines").fill("loss");
+    await page.getByText("2 of 3 lines").waitFor();
   });
 
   await t.test("the project's retention plan is shown, not applied", async (st) => {

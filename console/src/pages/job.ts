@@ -148,7 +148,12 @@ async function togglePin(ctx: PageContext, projectId: string, jobId: string, c: 
 
 async function probeLogs(ctx: PageContext, projectId: string, jobId: string, target: HTMLElement): Promise<void> {
   try {
-    const { logs } = await api<{ logs: LogLine[] }>(paths.logs(projectId, jobId), { signal: ctx.signal, query: { limit: 1 } });
+    // Any line in the last 7 days (the widest window Baseten's API allows).
+    const end = Date.now();
+    const { logs } = await api<{ logs: LogLine[] }>(paths.logs(projectId, jobId), {
+      signal: ctx.signal,
+      query: { start_epoch_millis: end - 7 * 24 * 3600 * 1000 + 1000, end_epoch_millis: end, limit: 1 },
+    });
     if (ctx.signal.aborted) return;
     replaceChildren(target, Array.isArray(logs) && logs.length > 0 ? h("a", { href: links.logs(projectId, jobId) }, "Job logs") : "This job has no logs.");
   } catch (err) {

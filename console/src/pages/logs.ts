@@ -1,4 +1,4 @@
-import { api, ApiError, paths, type LogLine } from "../api.js";
+import { api, ApiError, paths, type Job, type LogLine } from "../api.js";
 import { h, replaceChildren } from "../dom.js";
 import { errorNote, type PageContext } from "../page.js";
 import { links } from "../router.js";
@@ -12,6 +12,12 @@ function logTime(timestamp: string): string {
   return Number.isNaN(date.getTime()) ? timestamp : date.toISOString().replace("T", " ").replace("Z", "");
 }
 
+function compareTimestamps(a: string, b: string): number {
+  const x = String(a).padStart(20, "0");
+  const y = String(b).padStart(20, "0");
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
 export async function renderLogs(ctx: PageContext, projectId: string, jobId: string): Promise<void> {
   ctx.setCrumbs([{ label: projectId, href: links.project(projectId) }, { label: jobId, href: links.job(projectId, jobId) }, { label: "Logs" }]);
   ctx.setTitle("Logs");
@@ -19,14 +25,23 @@ export async function renderLogs(ctx: PageContext, projectId: string, jobId: str
   replaceChildren(ctx.main, h("h1", {}, "Logs of ", h("span", { class: "mono" }, jobId)), body);
   let logs: LogLine[];
   try {
-    ({ logs } = await api<{ logs: LogLine[] }>(paths.logs(projectId, jobId), { signal: ctx.signal, query: { limit: 1000 } }));
+    // The newest 1000 lines of the job's life (Baseten's window is at most 7 days), shown oldest first.
+    const { training_job: job } = await api<{ training_job: Job }>(paths.job(projectId, jobId), { signal: ctx.signal });
+    const end = Date.now();
+    const created = Date.parse(job.created_at);
+    const start = Math.max(Number.isNaN(created) ? 0 : created - 60_000, end - 7 * 24 * 3600 * 1000 + 1000);
+    ({ logs } = await api<{ logs: LogLine[] }>(paths.logs(projectId, jobId), {
+      signal: ctx.signal,
+      query: { start_epoch_millis: start, end_epoch_millis: end, direction: "desc", limit: 1000 },
+    }));
+    logs = Array.isArray(logs) ? [...logs].sort((a, b) => compareTimestamps(a.timestamp, b.timestamp)) : [];
   } catch (err) {
     if (ctx.signal.aborted) return;
     replaceChildren(body, err instanceof ApiError && err.status === 404 ? h("p", { class: "muted" }, "This server keeps no logs for this job.") : errorNote(err));
     return;
   }
   if (ctx.signal.aborted) return;
-  const all = Array.isArray(logs) ? logs : [];
+  const all = logs;
   const filter = h("input", { type: "search", id: "log-filter", autocomplete: "off", spellcheck: "false" });
   const count = h("p", { class: "muted", role: "status" });
   let shown = all;
@@ -41,7 +56,7 @@ export async function renderLogs(ctx: PageContext, projectId: string, jobId: str
         "div",
         { class: "frow log" },
         h("span", { class: "cell c-date mono", role: "cell" }, logTime(String(line.timestamp))),
-        h("span", { class: "cell c-rank", role: "cell" }, line.level ?? ""),
+        h("span", { class: `cell c-rank level-${String(line.level ?? "none").toLowerCase()}`, role: "cell" }, line.level ?? ""),
         h("span", { class: "cell c-rank mono", role: "cell" }, line.replica ?? ""),
         h("span", { class: "cell c-name mono", role: "cell", title: String(line.message) }, String(line.message)),
       );
