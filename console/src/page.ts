@@ -1,4 +1,4 @@
-import { ApiError, SignedOut } from "./api.js";
+import { api, ApiError, paths, SignedOut, type Job } from "./api.js";
 import { h, replaceChildren, type Child } from "./dom.js";
 
 export interface Crumb {
@@ -76,4 +76,17 @@ export function confirmDialog(options: { title: string; message: Child; confirm:
     dialog.showModal();
     (input ?? (form.querySelector("button.primary") as HTMLElement)).focus();
   });
+}
+
+/**
+ * Breadcrumbs that name the project and job (ids until the names arrive). `tail` follows the job.
+ */
+export function jobCrumbs(ctx: PageContext, projectId: string, jobId: string, links: { project: string; job: string }, tail: Crumb[]): void {
+  ctx.setCrumbs([{ label: projectId, href: links.project }, { label: jobId, href: links.job }, ...tail]);
+  void api<{ training_project: { name: string }; training_job: Job }>(paths.job(projectId, jobId), { signal: ctx.signal })
+    .then(({ training_project, training_job }) => {
+      if (!ctx.signal.aborted)
+        ctx.setCrumbs([{ label: training_project.name, href: links.project }, { label: training_job.name ?? training_job.id, href: links.job }, ...tail]);
+    })
+    .catch(() => {});
 }

@@ -87,6 +87,7 @@ export class VirtualList {
       row.setAttribute("role", "row");
       row.setAttribute("aria-rowindex", String(index + 2));
       row.style.transform = `translateY(${index * rowHeight}px)`;
+      row.style.height = `${rowHeight}px`;
       this.spacer.appendChild(row);
       this.rendered.set(index, row);
     }

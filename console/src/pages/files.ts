@@ -1,6 +1,6 @@
 import { api, paths, SignedOut, type CheckpointFile, type FilesPage } from "../api.js";
 import { formatBytes, formatCount, formatDate, h, replaceChildren } from "../dom.js";
-import { errorNote, type PageContext } from "../page.js";
+import { errorNote, jobCrumbs, type PageContext } from "../page.js";
 import { links } from "../router.js";
 import { VirtualList } from "../virtual-list.js";
 import { copyCommandButton } from "./job.js";
@@ -119,18 +119,8 @@ type Row = { kind: "up"; path: string } | { kind: "folder"; name: string; path: 
 export async function renderFiles(ctx: PageContext, route: { project: string; job: string; checkpoint: string; path: string }): Promise<void> {
   const { project: projectId, job: jobId, checkpoint: checkpointId } = route;
   const path = route.path.replace(/^\/+|\/+$/g, "");
-  ctx.setCrumbs([
-    { label: projectId, href: links.project(projectId) },
-    { label: jobId, href: links.job(projectId, jobId) },
-    { label: checkpointId },
-  ]);
-  ctx.setTitle(`${checkpointId} files`);
-  void api<{ training_project: { name: string } }>(paths.project(projectId), { signal: ctx.signal })
-    .then(({ training_project }) => {
-      if (!ctx.signal.aborted)
-        ctx.setCrumbs([{ label: training_project.name, href: links.project(projectId) }, { label: jobId, href: links.job(projectId, jobId) }, { label: checkpointId }]);
-    })
-    .catch(() => {});
+  jobCrumbs(ctx, projectId, jobId, { project: links.project(projectId), job: links.job(projectId, jobId) }, [{ label: checkpointId }]);
+  ctx.setTitle(path === "" ? `${checkpointId} files` : `${path} · ${checkpointId} files`);
 
   const listing = listingOf(projectId, jobId);
   const status = h("p", { class: "muted", role: "status", id: "files-status" });

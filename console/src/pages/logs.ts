@@ -1,6 +1,6 @@
 import { api, ApiError, paths, type Job, type LogLine } from "../api.js";
 import { h, replaceChildren } from "../dom.js";
-import { errorNote, type PageContext } from "../page.js";
+import { errorNote, jobCrumbs, type PageContext } from "../page.js";
 import { links } from "../router.js";
 import { VirtualList } from "../virtual-list.js";
 
@@ -19,7 +19,7 @@ function compareTimestamps(a: string, b: string): number {
 }
 
 export async function renderLogs(ctx: PageContext, projectId: string, jobId: string): Promise<void> {
-  ctx.setCrumbs([{ label: projectId, href: links.project(projectId) }, { label: jobId, href: links.job(projectId, jobId) }, { label: "Logs" }]);
+  jobCrumbs(ctx, projectId, jobId, { project: links.project(projectId), job: links.job(projectId, jobId) }, [{ label: "Logs" }]);
   ctx.setTitle("Logs");
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   replaceChildren(ctx.main, h("h1", {}, "Logs of ", h("span", { class: "mono" }, jobId)), body);

@@ -1,6 +1,6 @@
 import { api, paths, type TensorFile, type TensorsPage } from "../api.js";
 import { formatBytes, formatCount, formatParams, h, replaceChildren } from "../dom.js";
-import { errorNote, table, type PageContext } from "../page.js";
+import { errorNote, jobCrumbs, table, type PageContext } from "../page.js";
 import { links } from "../router.js";
 import { VirtualList } from "../virtual-list.js";
 import { ApiError } from "../api.js";
@@ -11,9 +11,7 @@ const parameters = (shape: unknown): number => (Array.isArray(shape) ? shape.red
 
 export async function renderTensors(ctx: PageContext, route: { project: string; job: string; checkpoint: string; file: string | null }): Promise<void> {
   const { project: projectId, job: jobId, checkpoint: checkpointId } = route;
-  ctx.setCrumbs([
-    { label: projectId, href: links.project(projectId) },
-    { label: jobId, href: links.job(projectId, jobId) },
+  jobCrumbs(ctx, projectId, jobId, { project: links.project(projectId), job: links.job(projectId, jobId) }, [
     { label: checkpointId, href: links.files(projectId, jobId, checkpointId) },
     { label: "Tensors" },
   ]);
