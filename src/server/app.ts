@@ -18,6 +18,7 @@ import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js"
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
 import { checkpointTensorsRoute } from "./routes/checkpoint-tensors.js";
+import { consoleRoutes } from "./routes/console.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { logRoutes } from "./routes/logs.js";
 import { loadCheckpointRoutes } from "./routes/load-checkpoints.js";
@@ -138,6 +139,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   app.get("/healthz", { schema: { hide: true }, logLevel: "warn" }, async () => ({ ok: true }));
   await app.register(healthRoutes, { service: options.service, timeoutMs: options.readinessTimeoutMs ?? 2000 });
+  // The web console (static files, its own CSP), outside the API-key scope.
+  await app.register(consoleRoutes);
 
   await app.register(async (api) => {
     requireApiKey(api, options.service);
