@@ -14,6 +14,7 @@ import { runMemoryBench } from "./memory.js";
 import { runScenarios, type Scenario } from "./run.js";
 import { runDownloadBench } from "./download.js";
 import { runServingBench } from "./serving.js";
+import { runTransferBench } from "./transfer.js";
 import { runUploadBench } from "./upload.js";
 
 export const SCENARIOS: Record<string, Scenario> = {
@@ -23,6 +24,7 @@ export const SCENARIOS: Record<string, Scenario> = {
   download: runDownloadBench,
   upload: runUploadBench,
   memory: runMemoryBench,
+  transfer: runTransferBench,
 };
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
