@@ -39,7 +39,7 @@ interface Fixture {
 const FULL: Fixture = { large: 4, largeSize: 1024 * MiB, small: 200, smallSize: 30_000, rounds: 3 };
 const QUICK: Fixture = { large: 4, largeSize: 128 * MiB, small: 200, smallSize: 30_000, rounds: 2 };
 
-interface Measured {
+export interface Measured {
   wall: number;
   user: number;
   sys: number;
@@ -77,7 +77,14 @@ function writeCheckpoint(root: string, fx: Fixture): SourceFile[] {
 }
 
 /** A Baseten-shaped API for one project and job whose URLs point at `blobBase` (nginx). */
-async function startListing(files: SourceFile[], blobBase: () => string): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startListing(
+  files: readonly { name: string; size: number }[],
+  blobBase: () => string,
+  presign?: (name: string) => Promise<string>,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const presigned = new Map<string, string>();
+  if (presign) for (const f of files) presigned.set(f.name, await presign(f.name));
+  const urlOf = (f: { name: string }): string => presigned.get(f.name) ?? `${blobBase()}/blobs/${f.name}?X-Amz-Expires=604800&X-Amz-Signature=${"0".repeat(64)}`;
   const created = "2026-01-01T00:00:00Z";
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -90,7 +97,7 @@ async function startListing(files: SourceFile[], blobBase: () => string): Promis
     if (path === "/v1/training_projects/proj/jobs/job/checkpoint_files")
       return send({
         presigned_urls: files.map((f) => ({
-          url: `${blobBase()}/blobs/${f.name}?X-Amz-Expires=604800&X-Amz-Signature=${"0".repeat(64)}`,
+          url: urlOf(f),
           relative_file_name: f.name,
           node_rank: 0,
           size_bytes: f.size,
@@ -108,7 +115,7 @@ async function startListing(files: SourceFile[], blobBase: () => string): Promis
 }
 
 /** Runs a command under /usr/bin/time and returns what the kernel accounted for it. */
-async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Measured> {
+export async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Measured> {
   const report = join(tempDir("time").path, "time.txt");
   await run("/usr/bin/time", ["-f", "%e %U %S %M", "-o", report, cmd, ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } });
   const [wall, user, sys, rssKb] = readFileSync(report, "utf8").trim().split("\n").at(-1)!.split(" ").map(Number);

@@ -7,8 +7,8 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const clientEntry = resolve(here, "..", "..", "src", "client", "index.js");
 const clientRoot = dirname(clientEntry);
-/** Packages the SDK may load: nothing of the server (no fastify, SQLite, pg, AWS SDK). */
-const ALLOWED_PACKAGES = new Set(["undici", "picomatch"]);
+/** Packages the SDK may load: nothing of the server (no fastify, SQLite, pg, AWS SDK), no undici (the transfer layer is node:http). */
+const ALLOWED_PACKAGES = new Set(["picomatch"]);
 
 /** Every module reachable from the SDK entry point, following the compiled import statements. */
 function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {
