@@ -14,7 +14,9 @@ import { runListingThroughputBench } from "./listing-throughput.js";
 import { runMemoryBench } from "./memory.js";
 import { runScenarios, type Scenario } from "./run.js";
 import { runDownloadBench } from "./download.js";
+import { runScaleOutDownloadBench } from "./scale-out-download.js";
 import { runServingBench } from "./serving.js";
+import { runTransferBench } from "./transfer.js";
 import { runUploadBench } from "./upload.js";
 import { runInspectBench } from "./inspect.js";
 
@@ -27,6 +29,8 @@ export const SCENARIOS: Record<string, Scenario> = {
   upload: runUploadBench,
   memory: runMemoryBench,
   inspect: runInspectBench,
+  transfer: runTransferBench,
+  "scale-out-download": runScaleOutDownloadBench,
 };
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;

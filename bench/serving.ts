@@ -76,7 +76,7 @@ export const ACCEL_PREFIX = "/_ckpt_blobs";
  * deployment: everything proxied to that ckpt, which answers downloads with a redirect to an
  * internal location aliased to the same directory.
  */
-export async function startNginx(dataDir: string, options: { ckptUpstream?: string } = {}): Promise<Nginx | null> {
+export async function startNginx(dataDir: string, options: { ckptUpstream?: string; serverConfig?: string } = {}): Promise<Nginx | null> {
   const bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => existsSync(p));
   if (!bin) return null;
   const dir = tempDir("nginx");
@@ -104,6 +104,7 @@ http {
   ${options.ckptUpstream === undefined ? "" : `upstream ckpt { server ${new URL(options.ckptUpstream).host}; keepalive 64; }`}
   server {
     listen 127.0.0.1:${port};
+    ${options.serverConfig ?? ""}
     ${options.ckptUpstream === undefined ? `location /blobs/ { root ${dataDir}; }` : accelLocations(dataDir)}
   }
 }

@@ -31,6 +31,7 @@ export function registerDownload(program: Command): void {
       .option("--parts-per-file <n>", `most ranged requests in flight for one file (default ${DEFAULT_TUNING.partsPerFile})`, parseIntegerOption("--parts-per-file", 1, 256))
       .option("--part-size <size>", `bytes per ranged request, e.g. 64MiB (default ${formatBytes(DEFAULT_TUNING.partSize)})`, parseByteSize("--part-size"))
       .option("--retries <n>", "tries per request before a file is given up (default 6)", parseIntegerOption("--retries", 1, 100))
+      .option("--idle-timeout <seconds>", "abandon (and retry) a response that sends nothing for this long (default 60)", parseIntegerOption("--idle-timeout", 1, 3600))
       .option("--dry-run", "list what would be downloaded, resumed or skipped; write nothing")
       .option("--json", "print events as JSON lines on stdout instead of a progress display")
       .option("--quiet", "print nothing but errors"),
@@ -61,6 +62,7 @@ export function registerDownload(program: Command): void {
         partsPerFile: opts.partsPerFile,
         partSize: opts.partSize,
         retry: opts.retries === undefined ? undefined : { attempts: opts.retries },
+        idleTimeoutMs: opts.idleTimeout === undefined ? undefined : opts.idleTimeout * 1000,
         dryRun: opts.dryRun,
         signal: abort.signal,
         onProgress: (event) => reporter.onEvent(event),

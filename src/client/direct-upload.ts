@@ -4,7 +4,10 @@ import { stat } from "node:fs/promises";
 import type { CkptClient } from "./api.js";
 import { CkptApiError } from "./errors.js";
 import type { CheckpointFile } from "./types.js";
-import { putError, sendPut, sha256OfFile } from "./upload.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { backoffDelay, isRetryableStatus, parseRetryAfter } from "./download/retry.js";
+import { DEFAULT_RETRY_POLICY } from "./download/types.js";
+import { headerOf, putError, sendPut, sha256OfFile } from "./upload.js";
 
 interface UploadPlan {
   upload_id: string;
@@ -15,7 +18,6 @@ interface UploadPlan {
   parts_via_api_server?: boolean;
 }
 
-const PART_ATTEMPTS = 4;
 
 /**
  * ckpt extension: uploads one file through the direct-upload protocol — the bytes go straight
@@ -85,7 +87,8 @@ export async function uploadFileDirect(
 }
 
 /**
- * PUTs one byte range of the file to a presigned URL, retrying network errors and 5xx/429.
+ * PUTs one byte range of the file to a presigned URL, retrying network errors, 5xx and 429
+ * (honouring Retry-After) with backoff.
  * With `hashIt`, also answers the SHA-256 of the bytes the successful attempt sent.
  */
 async function putPart(
@@ -99,6 +102,7 @@ async function putPart(
 ): Promise<{ etag: string; sha256: string | null }> {
   for (let attempt = 1; ; attempt++) {
     let failure: CkptApiError;
+    let retryAfterMs: number | undefined;
     const attemptHash = hashIt ? createHash("sha256") : null;
     const body = length === 0 ? Buffer.alloc(0) : createReadStream(path, { start, end: start + length - 1, highWaterMark: 1 << 20 });
     try {
@@ -108,16 +112,17 @@ async function putPart(
       });
       if (response.status >= 200 && response.status <= 299) {
         const etag = response.headers.etag;
-        if (!etag) throw new CkptApiError(0, "the blob store returned no ETag for an uploaded part");
-        return { etag, sha256: attemptHash?.digest("hex") ?? null };
+        if (!etag) throw new CkptApiError(502, "the blob store returned no ETag for an uploaded part");
+        return { etag: Array.isArray(etag) ? etag[0]! : etag, sha256: attemptHash?.digest("hex") ?? null };
       }
       failure = await putError(response, "upload part");
-      if (response.status < 500 && response.status !== 429) throw failure;
+      retryAfterMs = parseRetryAfter(headerOf(response, "retry-after"));
     } catch (err) {
-      if ((err as Error).name === "AbortError" || (err instanceof CkptApiError && err.status > 0)) throw err;
+      if ((err as Error).name === "AbortError") throw err;
       failure = err instanceof CkptApiError ? err : new CkptApiError(0, `upload part: ${(err as Error).message}`);
     }
-    if (attempt >= PART_ATTEMPTS) throw failure;
-    await new Promise((r) => setTimeout(r, 200 * 2 ** attempt * (0.5 + Math.random())));
+    // Only this part is sent again: the parts already stored stay.
+    if (!isRetryableStatus(failure.status) || attempt >= DEFAULT_RETRY_POLICY.attempts) throw failure;
+    await sleep(backoffDelay(attempt, DEFAULT_RETRY_POLICY, retryAfterMs), undefined, { signal });
   }
 }

@@ -1,12 +1,15 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { IncomingHttpHeaders } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { CkptClient } from "./api.js";
+import { backoffDelay, isRetryableStatus, parseRetryAfter } from "./download/retry.js";
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./download/types.js";
 import { CkptApiError, apiErrorFrom } from "./errors.js";
+import { createAgents, openRequest, readSmallBody } from "./transfer/http.js";
 import type { CheckpointFile } from "./types.js";
 
 /** SHA-256 of a file, streamed (never the whole file in memory). */
@@ -20,8 +23,7 @@ export async function sha256OfFile(path: string): Promise<string> {
 export const SMALL_FILE_BYTES = 4 << 20;
 
 // Keep-alive pools for uploads; many sockets, because a push has many files and parts in flight.
-const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 256 });
-const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
+const agents = createAgents();
 
 /** A response to an upload request, its (small) body read. */
 export interface PutResponse {
@@ -31,28 +33,20 @@ export interface PutResponse {
 }
 
 /**
- * PUTs a body with node:http(s): a file stream is piped straight into the socket. fetch copies
- * every chunk of a streamed body through web streams, which the upload benchmark measured as most
- * of `ckpt push`'s CPU. `onChunk` sees each chunk as it is sent (to hash while sending).
+ * PUTs a body over the transfer layer (node:http): a file stream is piped straight into the
+ * socket. fetch copies every chunk of a streamed body through web streams, which the upload
+ * benchmark measured as most of `ckpt push`'s CPU. `onChunk` sees each chunk as it is sent (to
+ * hash while sending). Every failure — refused, reset, the server closing mid-body, no byte
+ * either way for the idle timeout — rejects with TransferError (or AbortError); the answer's
+ * body is read up to 1 MiB.
  */
 export async function putBody(
   url: string,
   headers: Record<string, string>,
   body: Buffer | Readable,
-  options: { signal?: AbortSignal; onChunk?: (chunk: Buffer) => void } = {},
+  options: { signal?: AbortSignal; onChunk?: (chunk: Buffer) => void; idleTimeoutMs?: number } = {},
 ): Promise<PutResponse> {
-  const target = new URL(url);
-  const secure = target.protocol === "https:";
-  const request = (secure ? httpsRequest : httpRequest)(target, {
-    method: "PUT",
-    headers,
-    agent: secure ? httpsAgent : httpAgent,
-    signal: options.signal,
-  });
-  const responded = new Promise<IncomingMessage>((resolve, reject) => {
-    request.once("response", resolve);
-    request.once("error", reject);
-  });
+  const { request, response: responded } = openRequest({ method: "PUT", url, headers, agents, signal: options.signal, idleTimeoutMs: options.idleTimeoutMs });
   if (Buffer.isBuffer(body)) {
     options.onChunk?.(body);
     request.end(body);
@@ -63,9 +57,8 @@ export async function putBody(
     pipeline(body, request).catch(() => {});
   }
   const response = await responded;
-  const chunks: Buffer[] = [];
-  for await (const chunk of response) chunks.push(chunk as Buffer);
-  return { status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) };
+  const answer = await readSmallBody(response);
+  return { status: response.statusCode ?? 0, headers: response.headers, body: answer };
 }
 
 /** The CkptApiError for a failed upload response. */
@@ -105,11 +98,22 @@ export async function sendPut(
  * ckpt extension: streams one local file to `PUT .../checkpoint_files/{rank}/{name}` with its
  * length and digest, so the server rejects a short or corrupted body and keeps nothing.
  * Without a `sha256`, a file up to SMALL_FILE_BYTES is read once into memory and hashed from
- * there; a larger one is hashed first (the digest has to lead the body).
+ * there; a larger one is hashed first (the digest has to lead the body). A failed PUT is sent
+ * again whole (the server kept nothing of it).
  */
 export async function uploadCheckpointFile(
   client: CkptClient,
-  args: { projectId: string; jobId: string; nodeRank: number; relativeName: string; path: string; sha256?: string; signal?: AbortSignal },
+  args: {
+    projectId: string;
+    jobId: string;
+    nodeRank: number;
+    relativeName: string;
+    path: string;
+    sha256?: string;
+    signal?: AbortSignal;
+    /** Network errors, 5xx and 429 (after its Retry-After) are retried; default DEFAULT_RETRY_POLICY. */
+    retry?: Partial<RetryPolicy>;
+  },
 ): Promise<CheckpointFile> {
   const { size } = await stat(args.path);
   let whole: Buffer | null = null;
@@ -129,13 +133,26 @@ export async function uploadCheckpointFile(
     "content-length": String(size),
     "x-ckpt-sha256": sha256,
   };
-  let response: PutResponse;
-  try {
-    response = await sendPut(client, client.apiUrl + path, headers, whole ?? createReadStream(args.path, { highWaterMark: 1 << 20 }), { signal: args.signal });
-  } catch (err) {
-    if ((err as Error).name === "AbortError") throw err;
-    throw new CkptApiError(0, `PUT ${args.relativeName}: ${(err as Error).message}`);
+  const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...args.retry };
+  for (let attempt = 1; ; attempt++) {
+    let failure: CkptApiError;
+    let retryAfterMs: number | undefined;
+    try {
+      const body = whole ?? createReadStream(args.path, { highWaterMark: 1 << 20 });
+      const response = await sendPut(client, client.apiUrl + path, headers, body, { signal: args.signal });
+      if (response.status >= 200 && response.status <= 299) return JSON.parse(response.body.toString("utf8")) as CheckpointFile;
+      failure = await putError(response, `upload ${args.relativeName}`);
+      retryAfterMs = parseRetryAfter(headerOf(response, "retry-after"));
+    } catch (err) {
+      if ((err as Error).name === "AbortError") throw err;
+      failure = err instanceof CkptApiError ? err : new CkptApiError(0, `PUT ${args.relativeName}: ${(err as Error).message}`);
+    }
+    if (!isRetryableStatus(failure.status) || attempt >= policy.attempts) throw failure;
+    await sleep(backoffDelay(attempt, policy, retryAfterMs), undefined, { signal: args.signal });
   }
-  if (response.status < 200 || response.status > 299) throw await putError(response, `upload ${args.relativeName}`);
-  return JSON.parse(response.body.toString("utf8")) as CheckpointFile;
+}
+
+export function headerOf(response: PutResponse, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }

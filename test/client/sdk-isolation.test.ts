@@ -9,8 +9,8 @@ const clientEntry = resolve(here, "..", "..", "src", "client", "index.js");
 const clientRoot = dirname(clientEntry);
 /** Dependency-free file-format parsers the SDK shares with the server (no I/O, no server code). */
 const formatsRoot = resolve(clientRoot, "..", "formats");
-/** Packages the SDK may load: nothing of the server (no fastify, SQLite, pg, AWS SDK). */
-const ALLOWED_PACKAGES = new Set(["undici", "picomatch"]);
+/** Packages the SDK may load: nothing of the server (no fastify, SQLite, pg, AWS SDK), no undici (the transfer layer is node:http). */
+const ALLOWED_PACKAGES = new Set(["picomatch"]);
 /**
  * Domain rules the SDK shares with the server so each has one home (which checkpoint a file
  * belongs to, which files complete one). They import nothing but each other.

@@ -1,8 +1,9 @@
 import { lstat, mkdir, rmdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { Agent, type Dispatcher } from "undici";
 import { clientFor } from "../connection.js";
+import { createAgents, destroyAgents, type TransferAgents } from "../transfer/http.js";
 import { downloadFile, refOf, type FileDownloadContext } from "./file-download.js";
+import { HashPool } from "./hash-pool.js";
 import { latestCheckpointId } from "./latest-checkpoint.js";
 import { lockStateDir } from "./lock.js";
 import { planDownload, STATE_DIR_NAME, type PlannedFile, type PlanSelection } from "./plan.js";
@@ -78,7 +79,8 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
     signal,
     progress,
     emit,
-    dispatcher: options.dispatcher,
+    agents: options.agents,
+    idleTimeoutMs: options.idleTimeoutMs,
     progressIntervalMs: options.progressIntervalMs,
   });
   emit({ type: "progress" });
@@ -130,7 +132,8 @@ async function fetchFiles(
     signal: AbortSignal;
     progress: ProgressTracker;
     emit: FileDownloadContext["emit"];
-    dispatcher: Dispatcher | undefined;
+    agents: TransferAgents | undefined;
+    idleTimeoutMs: number | undefined;
     progressIntervalMs: number | undefined;
   },
 ): Promise<number> {
@@ -139,7 +142,8 @@ async function fetchFiles(
   const dirs = new SafeDirs(run.dest);
   await dirs.ensure(STATE_DIR_NAME);
   const unlock = await lockStateDir(stateDir);
-  const dispatcher = run.dispatcher ?? createDispatcher();
+  const agents = run.agents ?? createAgents();
+  const hashPool = new HashPool();
   const ticker = setInterval(() => run.emit({ type: "progress" }), run.progressIntervalMs ?? 250);
   ticker.unref();
   let started = 0;
@@ -153,7 +157,9 @@ async function fetchFiles(
     stateDir,
     partSize: run.tuning.partSize,
     retry: run.retry,
-    dispatcher,
+    agents,
+    hashPool,
+    idleTimeoutMs: run.idleTimeoutMs,
     signal: run.signal,
     progress: run.progress,
     parallelParts: () => parallelPartsNow(run.tuning, files.length - started, active),
@@ -191,7 +197,8 @@ async function fetchFiles(
     return downloaded;
   } finally {
     clearInterval(ticker);
-    if (!run.dispatcher) await (run.signal.aborted ? dispatcher.destroy() : dispatcher.close()).catch(() => {});
+    if (!run.agents) destroyAgents(agents);
+    await hashPool.close();
     await unlock();
     // Left only when something is still partial; otherwise the folder holds just the files.
     await rmdir(stateDir).catch(() => {});
@@ -207,11 +214,6 @@ async function fetchFiles(
 function parallelPartsNow(tuning: DownloadTuning, waiting: number, active: number): number {
   if (waiting > 0) return 1;
   return Math.max(1, Math.min(tuning.partsPerFile, Math.floor(tuning.concurrency / Math.max(1, active))));
-}
-
-/** One connection pool for all presigned URLs (fetch-range.ts follows redirects itself). */
-function createDispatcher(): Dispatcher {
-  return new Agent({ connections: null, keepAliveTimeout: 30_000, bodyTimeout: 60_000, headersTimeout: 60_000 });
 }
 
 function tuningFrom(options: Partial<DownloadTuning>): DownloadTuning {

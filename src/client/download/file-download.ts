@@ -1,9 +1,9 @@
 import { dirname, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Dispatcher } from "undici";
+import type { TransferAgents } from "../transfer/http.js";
 import { BlobRequestError, IntegrityError, RangeNotHonouredError, RemoteChangedError } from "./errors.js";
 import { fetchRangeInto } from "./fetch-range.js";
-import { FrontierHasher } from "./digest.js";
+import type { FileHasher, HashPool } from "./hash-pool.js";
 import { splitIntoParts, type Part } from "./parts.js";
 import type { PlannedFile } from "./plan.js";
 import type { ProgressTracker } from "./progress.js";
@@ -20,7 +20,11 @@ export interface FileDownloadContext {
   stateDir: string;
   partSize: number;
   retry: RetryPolicy;
-  dispatcher: Dispatcher;
+  agents: TransferAgents;
+  /** Verifies announced digests in worker threads. */
+  hashPool: HashPool;
+  /** A response that sends no byte for this long is abandoned and retried. */
+  idleTimeoutMs?: number;
   signal: AbortSignal;
   progress: ProgressTracker;
   /** Parts of one file that may be in flight at once right now (see parallelPartsNow). */
@@ -34,8 +38,13 @@ export interface FileDownloadContext {
 
 /** Starting a file over is worth it a couple of times (it changed, or failed its digest), not forever. */
 const VERSION_ATTEMPTS = 3;
-/** A refused URL is re-listed this many times in a row before the refusal is believed. */
-const URL_REFRESHES = 2;
+/**
+ * A refused URL (403) is re-listed for a fresh one this many times in a row before the refusal
+ * is believed: twice when the server says the URL expired, once otherwise (a URL signed with a
+ * revoked secret looks forbidden too, and a re-list is cheap), so a forbidden file fails fast.
+ */
+const URL_REFRESHES_EXPIRED = 2;
+const URL_REFRESHES_FORBIDDEN = 1;
 
 /**
  * Downloads one file into place: resumes its partial download if the same remote version was
@@ -70,21 +79,22 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   let counted = resumed; // bytes of this file the progress tracker counts as done
   ctx.emit({ type: "file-started", file: refOf(file), resumedBytes: resumed });
 
-  // Hashed as it is written, in file order, if the server announces a digest to check against.
+  // Hashed in file order by a worker thread as the bytes land, if the server announces a digest.
   const parts = splitIntoParts(file.sizeBytes, partial.partSize);
-  const hasher = new FrontierHasher(partial.handle, parts, partial.doneParts(), () => partial.sha256 !== null);
+  const hasher = ctx.hashPool.track(partial.dataPath, parts, partial.doneParts());
+  if (partial.sha256 !== null) hasher.enable();
   const fileAbort = new AbortController();
   const signal = AbortSignal.any([ctx.signal, fileAbort.signal]);
-  const onWritten = (bytes: number): void => {
+  const onWritten = (part: Part, bytes: number): void => {
     counted += bytes;
     ctx.progress.transferred(bytes);
+    hasher.written(part.index, bytes);
   };
   let keepPartial = true;
   try {
     await fetchParts(pending, ctx, fileAbort, async (part) => {
-      await downloadPart(part, file, partial, ctx, signal, onWritten, hasher.sinkFor(part));
+      await downloadPart(part, file, partial, ctx, signal, (bytes) => onWritten(part, bytes), hasher);
       await partial.markDone(part.index);
-      hasher.partDone(part.index);
       if (parts.length > 1) ctx.emit({ type: "part-done", file: refOf(file), part: part.index, parts: parts.length });
     });
     ctx.signal.throwIfAborted();
@@ -94,6 +104,7 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
     ctx.committedFolders.add(dirname(file.localPath));
     return verified;
   } catch (err) {
+    hasher.drop();
     if (err instanceof RemoteChangedError || err instanceof IntegrityError || err instanceof RangeNotHonouredError) {
       keepPartial = false;
       ctx.progress.rewind(counted);
@@ -157,7 +168,7 @@ async function downloadPart(
   ctx: FileDownloadContext,
   signal: AbortSignal,
   onWritten: (bytes: number) => void,
-  sink: ((chunk: Buffer) => void) | undefined,
+  hasher: FileHasher,
 ): Promise<void> {
   let offset = part.start;
   let failures = 0;
@@ -176,21 +187,24 @@ async function downloadPart(
         fileSize: file.sizeBytes,
         ifMatch: partial.etag,
         handle: partial.handle,
-        dispatcher: ctx.dispatcher,
+        agents: ctx.agents,
         signal,
-        onValidators: (etag, sha256) => partial.adoptVersion(etag, sha256),
+        idleTimeoutMs: ctx.idleTimeoutMs,
+        onValidators: (etag, sha256) => {
+          partial.adoptVersion(etag, sha256);
+          if (partial.sha256 !== null) hasher.enable();
+        },
         onWritten: (bytes) => {
           offset += bytes;
           onWritten(bytes);
         },
-        sink,
       });
       return;
     } catch (err) {
       if (signal.aborted) throw signal.reason ?? err;
       if (!(err instanceof BlobRequestError)) throw err;
       if (offset > before) failures = refreshes = 0; // it moved forward: a flaky link, not a dead file
-      if (err.status === 403 && refreshes < URL_REFRESHES) {
+      if (err.status === 403 && refreshes < (/expired/i.test(err.message) ? URL_REFRESHES_EXPIRED : URL_REFRESHES_FORBIDDEN)) {
         refreshes++;
         await ctx.book.refresh(entry.generation);
         continue;
@@ -207,12 +221,17 @@ async function downloadPart(
 }
 
 /** Checks the finished partial file: its length, and its digest when the server announced one. */
-async function verify(partial: PartialDownload, size: number, hasher: FrontierHasher): Promise<"sha256" | "size"> {
+async function verify(partial: PartialDownload, size: number, hasher: FileHasher): Promise<"sha256" | "size"> {
   const actualSize = (await partial.handle.stat()).size;
   if (actualSize !== size) throw new IntegrityError(`the partial file has ${actualSize} bytes, expected ${size}`);
   const expected = partial.sha256;
   if (expected === null) return "size";
-  const actual = await hasher.digest();
+  let actual: string;
+  try {
+    actual = await hasher.digest();
+  } catch (err) {
+    throw new IntegrityError(`could not hash the downloaded file: ${(err as Error).message}`);
+  }
   if (actual !== expected) throw new IntegrityError(`sha256 is ${actual}, the server announced ${expected}`);
   return "sha256";
 }

@@ -102,6 +102,11 @@ export class PartialDownload {
     });
   }
 
+  /** Where the partial bytes are (read by the hashing threads). */
+  get dataPath(): string {
+    return this.paths.data;
+  }
+
   get partSize(): number {
     return this.journal.part_size;
   }

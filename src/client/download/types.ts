@@ -1,4 +1,4 @@
-import type { Dispatcher } from "undici";
+import type { TransferAgents } from "../transfer/http.js";
 import type { Connection } from "../connection.js";
 import type { ProgressSnapshot } from "./progress.js";
 
@@ -72,8 +72,10 @@ export type DownloadCheckpointOptions = Connection &
     signal?: AbortSignal;
     /** Files per listing request; default 1000. */
     pageSize?: number;
-    /** undici dispatcher for the presigned-URL requests (default: a private Agent, closed at the end). */
-    dispatcher?: Dispatcher;
+    /** Keep-alive agents for the presigned-URL requests (default: private ones, closed at the end). */
+    agents?: TransferAgents;
+    /** A response that sends no byte for this long is abandoned and retried; default 60 s. */
+    idleTimeoutMs?: number;
   };
 
 /** A file as the download reports it; never carries its URL. */

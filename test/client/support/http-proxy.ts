@@ -26,7 +26,9 @@ export type ProxyAction =
       /** Response headers to remove. */
       dropHeaders?: string[];
     }
-  | { kind: "respond"; status: number; headers?: Record<string, string>; body?: string };
+  | { kind: "respond"; status: number; headers?: Record<string, string>; body?: string }
+  /** Read this many bytes of the request body, then close the connection (no answer). */
+  | { kind: "cut-request"; afterBytes: number };
 
 export interface RecordedRequest {
   method: string;
@@ -74,6 +76,15 @@ export async function startProxy(): Promise<Proxy> {
     const record: RecordedRequest = { method: req.method ?? "GET", path, range: req.headers.range, status: 0 };
     recorded.push(record);
     const action = await rule({ method: req.method ?? "GET", path, headers: req.headers, nth });
+    if (action.kind === "cut-request") {
+      let seen = 0;
+      req.on("data", (chunk: Buffer) => {
+        seen += chunk.length;
+        if (seen >= action.afterBytes) req.socket.destroy();
+      });
+      req.on("end", () => req.socket.destroy());
+      return;
+    }
     if (action.kind === "respond") {
       record.status = action.status;
       res.writeHead(action.status, { "content-type": "application/json", ...action.headers });
