@@ -5,7 +5,7 @@ import { BASE, links, navigate, onNavigate, parseRoute } from "./router.js";
 import { renderProjects } from "./pages/projects.js";
 import { renderProject } from "./pages/project.js";
 import { renderJob } from "./pages/job.js";
-import { renderFiles } from "./pages/files.js";
+import { forgetListings, renderFiles } from "./pages/files.js";
 import { renderTensors } from "./pages/tensors.js";
 import { renderLogs } from "./pages/logs.js";
 import "./style.css";
@@ -74,6 +74,7 @@ function renderAccount(): void {
   const signOut = h("button", { type: "button", class: "secondary", id: "sign-out" }, "Sign out");
   signOut.addEventListener("click", () => {
     forgetKey();
+    forgetListings();
     signInMessage = "";
     render();
     announce("Signed out");
@@ -127,6 +128,7 @@ function render(): void {
 }
 
 whenSignedOut((message) => {
+  forgetListings();
   signInMessage = message;
   render();
 });

@@ -194,6 +194,16 @@ test("web console: sign in, walk every page, copy and run the download command, 
   await page.reload();
   await page.getByLabel("API key").waitFor();
 
+  // Another organisation's key, signed in on the same tab, sees none of it (404), nothing cached.
+  const otherKey = await server.createKey("other-org");
+  await page.goto(`${server.baseUrl}/console/projects/${projectId}/jobs/${jobId}/files?checkpoint=checkpoint-200`);
+  await page.getByLabel("API key").fill(otherKey);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").getByText(/not found/).waitFor();
+  assert.equal(await page.getByText(HOSTILE_FILE, { exact: true }).count(), 0);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("API key").waitFor();
+
   // A key the server stops accepting (401 mid-session) returns to the form with a message.
   await page.evaluate("sessionStorage.setItem('ckpt.console.apiKey', 'ckpt_revoked_key')");
   await page.goto(`${server.baseUrl}/console/projects/${projectId}`);

@@ -18,8 +18,11 @@ test("web console: a 100,000-file job is listed in pages of at most 1000, render
   const jobId = job.training_job.id;
   // Seeded through the metadata store (the bytes are irrelevant to a listing): 100,000 uploads
   // through HTTP would take the test minutes. Listing and URLs come from the real server.
-  for (let i = 0; i < FILES; i++)
+  for (let i = 0; i < FILES; i++) {
     await server.service.metadata.commitFile({ jobId, nodeRank: i % 4, relativeName: `checkpoint-1000/${shard(i)}`, sizeBytes: 1024 + i, sha256: null });
+    // SQLite answers synchronously: let the event loop (sockets, timers) run now and then.
+    if (i % 1000 === 999) await new Promise((resolve) => setImmediate(resolve));
+  }
   const firstPage = (await (await fetch(`${server.baseUrl}/v1/training_projects/${projectId}/jobs/${jobId}/checkpoint_files?page_size=1`, { headers })).json()) as { total_count: number };
   assert.equal(firstPage.total_count, FILES);
 

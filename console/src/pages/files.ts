@@ -1,4 +1,4 @@
-import { api, paths, SignedOut, type CheckpointFile, type FilesPage } from "../api.js";
+import { api, paths, SignedOut, storedKey, type CheckpointFile, type FilesPage } from "../api.js";
 import { formatBytes, formatCount, formatDate, h, replaceChildren } from "../dom.js";
 import { errorNote, jobCrumbs, type PageContext } from "../page.js";
 import { links } from "../router.js";
@@ -34,6 +34,8 @@ class JobListing {
   constructor(
     readonly projectId: string,
     readonly jobId: string,
+    /** The key it was read with: another key (after signing out and in) reads afresh. */
+    readonly key: string | null,
   ) {
     void this.load();
   }
@@ -107,10 +109,17 @@ class JobListing {
 
 let cached: JobListing | null = null;
 
-function listingOf(projectId: string, jobId: string): JobListing {
-  if (cached && cached.projectId === projectId && cached.jobId === jobId && cached.error === null) return cached;
+/** Drops the listing read with the key being forgotten (signing out). */
+export function forgetListings(): void {
   cached?.stop();
-  cached = new JobListing(projectId, jobId);
+  cached = null;
+}
+
+function listingOf(projectId: string, jobId: string): JobListing {
+  const key = storedKey();
+  if (cached && cached.projectId === projectId && cached.jobId === jobId && cached.key === key && cached.error === null) return cached;
+  cached?.stop();
+  cached = new JobListing(projectId, jobId, key);
   return cached;
 }
 
