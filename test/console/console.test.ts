@@ -112,7 +112,10 @@ test("web console: sign in, walk every page, copy and run the download command, 
   await page.getByRole("button", { name: "Copy download command for checkpoint-100" }).click();
   await page.getByText("Copied:").waitFor();
   const command = (await page.evaluate("navigator.clipboard.readText()")) as string;
-  assert.equal(command, `ckpt download --api-url ${server.baseUrl} --project ${projectId} --job ${jobId} --checkpoint checkpoint-100`);
+  // checkpoint-100 has no completion marker (it is WRITING), so the command says --allow-partial:
+  // ckpt download refuses an incomplete checkpoint without it.
+  assert.match(await cp100.innerText(), /WRITING/);
+  assert.equal(command, `ckpt download --api-url ${server.baseUrl} --project ${projectId} --job ${jobId} --checkpoint checkpoint-100 --allow-partial`);
   const bin = join(work, "bin");
   mkdirSync(bin);
   writeFileSync(join(bin, "ckpt"), `#!/bin/sh\nexec "${process.execPath}" "${CLI_PATH}" "$@"\n`);

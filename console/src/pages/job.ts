@@ -4,9 +4,15 @@ import { confirmDialog, errorNote, table, type PageContext } from "../page.js";
 import { links } from "../router.js";
 import { removeAlias } from "./project.js";
 
-/** The exact command that downloads one checkpoint (the key comes from the environment, never from here). */
-export function downloadCommand(projectId: string, jobId: string, checkpointId: string): string {
-  return ["ckpt", "download", "--api-url", location.origin, "--project", projectId, "--job", jobId, "--checkpoint", checkpointId].map(shellWord).join(" ");
+/**
+ * The exact command that downloads one checkpoint (the key comes from the environment, never from
+ * here). `ckpt download` refuses a checkpoint that is not COMPLETE, so the command for one the
+ * server reports WRITING or INCOMPLETE says --allow-partial, as the person looking at it chose it.
+ */
+export function downloadCommand(projectId: string, jobId: string, checkpointId: string, state?: string): string {
+  const words = ["ckpt", "download", "--api-url", location.origin, "--project", projectId, "--job", jobId, "--checkpoint", checkpointId];
+  if (state !== undefined && state !== "COMPLETE") words.push("--allow-partial");
+  return words.map(shellWord).join(" ");
 }
 
 export async function copyText(text: string): Promise<boolean> {
@@ -18,10 +24,10 @@ export async function copyText(text: string): Promise<boolean> {
   }
 }
 
-export function copyCommandButton(projectId: string, jobId: string, checkpointId: string, output: HTMLElement): HTMLButtonElement {
+export function copyCommandButton(projectId: string, jobId: string, checkpointId: string, output: HTMLElement, state?: string): HTMLButtonElement {
   const button = h("button", { type: "button", class: "secondary small copy-command", "aria-label": `Copy download command for ${checkpointId}` }, "Copy download command");
   button.addEventListener("click", async () => {
-    const command = downloadCommand(projectId, jobId, checkpointId);
+    const command = downloadCommand(projectId, jobId, checkpointId, state);
     const copied = await copyText(command);
     replaceChildren(output, copied ? "Copied: " : "Copy this command: ", h("code", { class: "command" }, command));
     output.hidden = false;
@@ -105,7 +111,7 @@ function checkpointRow(ctx: PageContext, projectId: string, jobId: string, c: Ch
         { class: "actions" },
         h("a", { href: links.files(projectId, jobId, c.checkpoint_id) }, "Files"),
       h("a", { href: links.tensors(projectId, jobId, c.checkpoint_id) }, "Tensors"),
-      copyCommandButton(projectId, jobId, c.checkpoint_id, output),
+      copyCommandButton(projectId, jobId, c.checkpoint_id, output, c.state),
         setAlias,
         pinControl,
       ),
