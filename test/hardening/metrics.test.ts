@@ -2,10 +2,11 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
 import { freePort } from "../harness/server.js";
 import { startStores } from "../harness/stores.js";
 import { sha256 } from "../helpers/api.js";
-import { createKey, projectAndJob, serveOn } from "./support.js";
+import { createKey, eventually, projectAndJob, serveOn } from "./support.js";
 
 /**
  * /metrics after a scripted session, on the backend under test, with two workers (the primary
@@ -59,6 +60,16 @@ describe("metrics", () => {
       assert.deepEqual(puts.map((r) => r.status), [201, 201, 201]);
       const refused = await client.put(`${jobPath}/checkpoint_files/0/bad.bin`, randomBytes(500), { "x-ckpt-sha256": "0".repeat(64) });
       assert.equal(refused.status, 400);
+      // An upload whose client goes away mid-body.
+      await new Promise<void>((resolve) => {
+        const { port } = new URL(server.baseUrl);
+        const socket = connect(Number(port), "127.0.0.1", () => {
+          socket.write(`PUT ${jobPath}/checkpoint_files/0/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Api-Key ${key}\r\nContent-Length: 1000000\r\n\r\n`);
+          socket.write(Buffer.alloc(1000), () => setTimeout(() => socket.destroy(), 300));
+        });
+        socket.on("close", () => resolve());
+        socket.on("error", () => {});
+      });
       const direct = randomBytes(4000);
       const begin = await client.post(`${jobPath}/uploads`, { node_rank: 1, relative_file_name: "direct.bin", size_bytes: direct.length, sha256: sha256(direct) });
       assert.equal(begin.status, 200, JSON.stringify(begin.body));
@@ -78,12 +89,14 @@ describe("metrics", () => {
       assert.equal((await fetch(`${server.baseUrl}/no/such/${project.id}`)).status, 404);
       for (const probe of ["/livez", "/readyz", "/healthz", "/livez"]) assert.equal((await fetch(server.baseUrl + probe)).status, 200);
 
-      const after = await scrape();
+      // The cut upload is counted once the server has seen its connection close.
+      let after = await scrape();
+      await eventually("the cut upload is counted", async () => delta((after = await scrape()), `ckpt_uploads_failed_total{kind="streamed",reason="CLIENT_CLOSED"}`) === 1);
       const uploadRoute = "/v1/training_projects/:training_project_id/jobs/:training_job_id/checkpoint_files/:node_rank/*";
       const requests = (method: string, route: string, statusClass: string) =>
         delta(after, `ckpt_http_requests_total{method="${method}",route="${route}",status_class="${statusClass}"}`);
       assert.equal(requests("PUT", uploadRoute, "2xx"), 3);
-      assert.equal(requests("PUT", uploadRoute, "4xx"), 1);
+      assert.equal(requests("PUT", uploadRoute, "4xx"), 2, "the refused one, and the cut one as 499");
       assert.equal(requests("GET", "/v1/training_projects/:training_project_id", "4xx"), 10, "both workers' counts are summed");
       assert.equal(requests("GET", "(unmatched)", "4xx"), 1);
       assert.equal(requests("GET", "/v1/training_projects/:training_project_id/jobs/:training_job_id/checkpoint_files", "2xx"), 1);
@@ -94,9 +107,10 @@ describe("metrics", () => {
       );
       assert.equal(
         delta(after, `ckpt_http_request_body_bytes_total{route="${uploadRoute}"}`),
-        files.reduce((n, f) => n + f.length, 0) + 500,
+        files.reduce((n, f) => n + f.length, 0) + 500 + 1_000_000,
       );
-      assert.equal(delta(after, `ckpt_uploads_begun_total{kind="streamed"}`), 4);
+      assert.equal(delta(after, `ckpt_uploads_begun_total{kind="streamed"}`), 5);
+      assert.equal(delta(after, `ckpt_uploads_failed_total{kind="streamed",reason="CLIENT_CLOSED"}`), 1);
       assert.equal(delta(after, `ckpt_uploads_completed_total{kind="streamed"}`), 3);
       assert.equal(delta(after, `ckpt_uploads_failed_total{kind="streamed",reason="BAD_REQUEST"}`), 1);
       assert.equal(delta(after, `ckpt_uploads_begun_total{kind="direct"}`), 2);

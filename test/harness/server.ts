@@ -156,7 +156,7 @@ export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}):
   child.stderr!.on("data", (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   const baseUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 30_000; // a loaded machine starting several workers
   for (;;) {
     if (child.exitCode !== null) throw new Error(`ckpt serve exited early:\n${output}`);
     const ok = await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false);
