@@ -208,8 +208,16 @@ export interface IndexDetail {
   weight_map: Record<string, string>;
 }
 
+/**
+ * A reason quotes the file (a tensor name, a JSON parser's excerpt): control characters are
+ * escaped, since PostgreSQL text refuses NUL and a terminal should not obey them.
+ */
+function storableReason(reason: string | null): string | null {
+  return reason && reason.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 export function storeFacts(facts: FileFacts): StoredFacts {
-  const base = { format: facts.format, error: facts.error };
+  const base = { format: facts.format, error: storableReason(facts.error) };
   if (facts.format === "safetensors") {
     const h = facts.header;
     if (!h) return { ...base, parameterCount: null, tensorCount: 0, summary: "{}", detail: null };

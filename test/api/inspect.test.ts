@@ -122,8 +122,9 @@ describe("PEFT adapter_config.json fills the checkpoints listing", () => {
     listed = await checkpointsOf(job);
     assert.equal(listed.get("checkpoint-10").lora_adapter_config.r, 16);
 
-    // Replaced by something that is not an adapter config: the listing stops claiming one.
-    await job.upload(0, "checkpoint-10/adapter_config.json", Buffer.from("not json"));
+    // Replaced by something that is not an adapter config (NUL bytes: the reason quotes them,
+    // which PostgreSQL refused before they were escaped): the listing stops claiming one.
+    assert.equal((await job.upload(0, "checkpoint-10/adapter_config.json", Buffer.alloc(10))).status, 201);
     listed = await checkpointsOf(job);
     assert.equal(listed.get("checkpoint-10").lora_adapter_config, null);
     assert.equal(listed.get("checkpoint-10").base_model, null);

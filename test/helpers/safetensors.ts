@@ -38,6 +38,7 @@ export const HOSTILE_HEADERS: { name: string; bytes: Buffer; reason: RegExp }[] 
     reason: /duplicate entry 'a'/,
   },
   { name: "trailing-bytes", bytes: rawSafetensors(JSON.stringify({ a: f32(0, 8) }), 20), reason: /12 bytes after the last tensor belong to none/ },
+  { name: "nul-in-name", bytes: rawSafetensors(JSON.stringify({ "a\u0000b": { dtype: "Q7", shape: [2], data_offsets: [0, 2] } }), 2), reason: /tensor 'a(?:\\u0000|\u0000)b' has unknown dtype/ },
   { name: "shorter-than-prefix", bytes: Buffer.from([1, 2, 3]), reason: /shorter than the 8-byte header length/ },
   { name: "bad-utf8", bytes: Buffer.concat([rawSafetensors('{"a":1}', 0).subarray(0, 8), Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x20, 0x20, 0x20])]), reason: /not valid UTF-8/ },
 ];
