@@ -1,23 +1,26 @@
 import type { CkptClient } from "../client/api.js";
-import { latestCheckpointId } from "../client/download/latest-checkpoint.js";
-import type { CheckpointFile } from "../client/types.js";
+import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { CliError } from "./common.js";
 
 /**
- * What `--checkpoint` (and each side of `ckpt diff`) names: a checkpoint id, or `latest` (also
- * when absent). The one place a checkpoint reference is turned into an id: `@alias` is refused
- * here until the server resolves aliases.
+ * What `--checkpoint` (and each side of `ckpt diff`) names, for commands that read one checkpoint
+ * (inspect, diff): an id, `latest` (also when absent) or `@NAME`, resolved by the SDK's one
+ * resolver (src/client/checkpoint-ref.ts), so an alias picks its own job and needs no `--job`.
  */
-export async function resolveCheckpointRef(client: CkptClient, projectId: string, jobId: string, ref: string | undefined): Promise<string> {
-  if (ref === undefined || ref === "latest") {
-    const listFiles = async () => {
-      const files: CheckpointFile[] = [];
-      for await (const f of client.listCheckpointFiles({ projectId, jobId })) files.push(f);
-      return files;
-    };
-    return latestCheckpointId(client, projectId, jobId, listFiles);
-  }
-  if (ref.startsWith("@")) throw new CliError(`checkpoint alias '${ref}': this server or ckpt version resolves no aliases; name the checkpoint`);
-  if (ref === "" || ref.includes("/")) throw new CliError(`a checkpoint is a top-level folder name (got '${ref}')`);
-  return ref;
+export async function resolveCheckpointTarget(
+  client: CkptClient,
+  projectRef: string,
+  jobRef: string | undefined,
+  ref: string | undefined,
+): Promise<{ projectId: string; jobId: string; checkpointId: string }> {
+  const name = ref ?? "latest";
+  if (name === "" || name === "@" || (!name.startsWith("@") && name.includes("/")))
+    throw new CliError(`a checkpoint is a top-level folder name, latest or @ALIAS (got '${name}')`);
+  const project = await client.resolveProject(projectRef);
+  const resolved = await resolveCheckpointRef(client, project.id, name, () =>
+    jobRef ? client.getJob(project.id, jobRef) : client.latestJob(project.id),
+  );
+  if (jobRef && name.startsWith("@") && name !== "@best" && resolved.jobId !== jobRef)
+    throw new CliError(`${name} points at job ${resolved.jobId}, not --job ${jobRef}`);
+  return { projectId: project.id, jobId: resolved.jobId, checkpointId: resolved.checkpointId };
 }

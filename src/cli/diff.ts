@@ -2,8 +2,8 @@ import type { Command } from "commander";
 import type { CkptClient } from "../client/api.js";
 import { diffCheckpoints, type CheckpointDiff } from "../client/diff-checkpoints.js";
 import { inspectCheckpoint } from "../client/inspect-checkpoint.js";
-import { resolveCheckpointRef } from "./checkpoint-ref.js";
-import { CliError, clientFrom, describeError, parseIntegerOption, resolveProjectAndJob, withRemoteOptions } from "./common.js";
+import { resolveCheckpointTarget } from "./checkpoint-ref.js";
+import { CliError, clientFrom, describeError, parseIntegerOption, withRemoteOptions } from "./common.js";
 import { formatShape, viaOption } from "./inspect.js";
 import { outputOption, printable, printJson } from "./output.js";
 
@@ -48,9 +48,8 @@ export function registerDiff(program: Command): void {
 
 async function inspectSide(client: CkptClient, opts: { project: string; job?: string; via: "auto" | "extension" | "range"; concurrency: number }, side: string) {
   const { job: jobPart, checkpoint } = parseSide(side);
-  const { project, job } = await resolveProjectAndJob(client, opts.project, jobPart ?? opts.job);
-  const checkpointId = await resolveCheckpointRef(client, project.id, job.id, checkpoint);
-  return { jobId: job.id, inspection: await inspectCheckpoint(client, { projectId: project.id, jobId: job.id, checkpointId, via: opts.via, concurrency: opts.concurrency }) };
+  const { projectId, jobId, checkpointId } = await resolveCheckpointTarget(client, opts.project, jobPart ?? opts.job, checkpoint);
+  return { jobId, inspection: await inspectCheckpoint(client, { projectId, jobId, checkpointId, via: opts.via, concurrency: opts.concurrency }) };
 }
 
 export function renderDiff(d: CheckpointDiff): string {

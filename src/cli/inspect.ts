@@ -1,7 +1,7 @@
 import { Option, type Command } from "commander";
 import { inspectCheckpoint, type CheckpointInspection } from "../client/inspect-checkpoint.js";
-import { resolveCheckpointRef } from "./checkpoint-ref.js";
-import { clientFrom, formatBytes, parseIntegerOption, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
+import { resolveCheckpointTarget } from "./checkpoint-ref.js";
+import { clientFrom, formatBytes, parseIntegerOption, table, withRemoteOptions } from "./common.js";
 import { outputOption, printable, printJson } from "./output.js";
 
 export const viaOption = () =>
@@ -32,10 +32,9 @@ export function registerInspect(program: Command): void {
       .addOption(outputOption(["table", "json"])),
   ).action(async (opts) => {
     const client = clientFrom(opts);
-    const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
-    const checkpointId = await resolveCheckpointRef(client, project.id, job.id, opts.checkpoint);
-    const inspection = await inspectCheckpoint(client, { projectId: project.id, jobId: job.id, checkpointId, fileName: opts.file, via: opts.via, concurrency: opts.concurrency });
-    if (opts.output === "json") return printJson({ training_job_id: job.id, ...inspection });
+    const { projectId, jobId, checkpointId } = await resolveCheckpointTarget(client, opts.project, opts.job, opts.checkpoint);
+    const inspection = await inspectCheckpoint(client, { projectId, jobId, checkpointId, fileName: opts.file, via: opts.via, concurrency: opts.concurrency });
+    if (opts.output === "json") return printJson({ training_job_id: jobId, ...inspection });
     process.stdout.write(renderInspection(inspection));
   });
 }

@@ -64,13 +64,22 @@ test("ckpt inspect: table with a summary line; latest checkpoint by default; --f
   assert.match(whole.stdout, /index rank-0\/checkpoint-4000\/model\.safetensors\.index\.json: 2,503 of 2,504 tensors found, 1 missing\n  missing gone \(not in shard/);
   const bad = await ckpt(["inspect", "--project", "llama-70b", "--checkpoint", "nope"]);
   assert.notEqual(bad.code, 0);
-  assert.match(bad.stderr, /checkpoint 'nope' not found/);
+  assert.match(bad.stderr, /no checkpoint 'nope'/);
 });
 
 test("ckpt diff: exit 0 when identical, 1 with tensors added, removed, reshaped, retyped and files changed", async () => {
   const same = await ckpt(["diff", "--project", "llama-70b", "checkpoint-3000", `${seeded.jobId}:checkpoint-3000`]);
   assert.equal(same.code, 0, same.stderr);
   assert.match(same.stdout, /^identical\n$/);
+  // An alias names its own job: no --job, and the same checkpoint is identical to itself.
+  const set = await ckpt(["alias", "set", "prod", "--project", "llama-70b", "--checkpoint", "checkpoint-4000"]);
+  assert.equal(set.code, 0, set.stderr);
+  const aliased = await ckpt(["diff", "--project", "llama-70b", "@prod", "checkpoint-4000"]);
+  assert.equal(aliased.code, 0, aliased.stderr);
+  assert.match(aliased.stdout, /^identical\n$/);
+  const inspected = await ckpt(["inspect", "--project", "llama-70b", "--checkpoint", "@prod", "-o", "json"]);
+  assert.equal(inspected.code, 0, inspected.stderr);
+  assert.equal(JSON.parse(inspected.stdout).checkpoint_id, "checkpoint-4000");
 
   const r = await ckpt(["diff", "--project", "llama-70b", "checkpoint-3000", "checkpoint-4000", "-o", "json"]);
   assert.equal(r.code, 1, r.stderr);
@@ -90,7 +99,7 @@ test("ckpt diff: exit 0 when identical, 1 with tensors added, removed, reshaped,
 
   const trouble = await ckpt(["diff", "--project", "llama-70b", "checkpoint-3000", "missing"]);
   assert.equal(trouble.code, 2, "trouble is 2, like diff(1)");
-  assert.match((await ckpt(["diff", "--project", "llama-70b", "@best", "checkpoint-3000"])).stderr, /alias '@best'/);
+  assert.match((await ckpt(["diff", "--project", "llama-70b", "@best", "checkpoint-3000"])).stderr, /reports no best checkpoint/, "@best resolves through the server's aliases; this job's trainer_state.json names none");
 });
 
 test("against a server without the tensors route, inspect falls back to Range reads: one per file when the header fits", async () => {
