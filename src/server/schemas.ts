@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { badRequest } from "../domain/errors.js";
 
 /**
  * API schemas, one source for validation, serialisation and /openapi.json. Shapes follow
@@ -145,3 +146,14 @@ export const errorResponses = {
   401: Type.Ref(ErrorResponse),
   404: Type.Ref(ErrorResponse),
 };
+
+/**
+ * The offset paging of checkpoint_files (and of the ckpt routes paged like it), checked before
+ * schema coercion: Ajv would turn "1e400" into Infinity and "0x10" into 16.
+ */
+export async function rejectNonIntegerPaging(request: { query: unknown }): Promise<void> {
+  const query = request.query as Record<string, unknown>;
+  for (const name of ["page_size", "page_token"])
+    if (query[name] !== undefined && (typeof query[name] !== "string" || !/^[0-9]{1,16}$/.test(query[name] as string)))
+      throw badRequest(`${name} must be a non-negative integer`);
+}

@@ -5,7 +5,7 @@ import { blobKeyOf, parseNodeRank } from "../../domain/names.js";
 import type { CkptService } from "../../domain/service.js";
 import { callerOf } from "../plugins/auth.js";
 import { presentCheckpointFile } from "../present.js";
-import { CheckpointFile, ErrorResponse, GetTrainingJobCheckpointFilesResponseV1, JobParams, errorResponses } from "../schemas.js";
+import { CheckpointFile, ErrorResponse, GetTrainingJobCheckpointFilesResponseV1, JobParams, errorResponses, rejectNonIntegerPaging } from "../schemas.js";
 
 export const listCheckpointFilesRoute: FastifyPluginAsyncTypebox<{ service: CkptService; maxPageSize: number }> = async (
   app,
@@ -27,13 +27,7 @@ export const listCheckpointFilesRoute: FastifyPluginAsyncTypebox<{ service: Ckpt
         }),
         response: { 200: Type.Ref(GetTrainingJobCheckpointFilesResponseV1), ...errorResponses },
       },
-      // Before schema coercion: Ajv would turn "1e400" into Infinity and "0x10" into 16.
-      preValidation: async (request) => {
-        const query = request.query as Record<string, unknown>;
-        for (const name of ["page_size", "page_token"])
-          if (query[name] !== undefined && (typeof query[name] !== "string" || !/^[0-9]{1,16}$/.test(query[name] as string)))
-            throw badRequest(`${name} must be a non-negative integer`);
-      },
+      preValidation: rejectNonIntegerPaging,
     },
     async (request) => {
       const { training_project_id: p, training_job_id: j } = request.params;

@@ -1,9 +1,8 @@
 import { Type } from "@sinclair/typebox";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { badRequest } from "../../domain/errors.js";
 import type { CkptService } from "../../domain/service.js";
 import { callerOf } from "../plugins/auth.js";
-import { errorResponses } from "../schemas.js";
+import { errorResponses, rejectNonIntegerPaging } from "../schemas.js";
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 const BytesByDtype = Type.Record(Type.String(), Type.Integer(), { description: "Bytes of tensor data per dtype." });
@@ -82,12 +81,7 @@ export const checkpointTensorsRoute: FastifyPluginAsyncTypebox<{ service: CkptSe
         }),
         response: { 200: CheckpointTensorsResponse, ...errorResponses },
       },
-      preValidation: async (request) => {
-        const query = request.query as Record<string, unknown>;
-        for (const name of ["page_size", "page_token"])
-          if (query[name] !== undefined && (typeof query[name] !== "string" || !/^[0-9]{1,16}$/.test(query[name] as string)))
-            throw badRequest(`${name} must be a non-negative integer`);
-      },
+      preValidation: rejectNonIntegerPaging,
     },
     async (request) => {
       const { training_project_id: p, training_job_id: j, checkpoint_id: c } = request.params;
