@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
 import type { AuditEntry } from "../domain/types.js";
-import { openMetadataStore } from "../server/runtime.js";
+import { openMetadataStore } from "./server-runtime.js";
 import { CliError, table } from "./common.js";
 import { outputOption, printJson, printable } from "./output.js";
 

@@ -3,8 +3,8 @@ import { loadServerConfig } from "../config.js";
 import { relativeNameProblem } from "../domain/names.js";
 import type { Caller, CkptService } from "../domain/service.js";
 import type { ProjectRecord } from "../domain/types.js";
-import { openRuntime } from "../server/runtime.js";
-import { S3BlobStore } from "../stores/blobs/s3.js";
+import { openRuntime } from "./server-runtime.js";
+import type { S3BlobStore } from "../stores/blobs/s3.js";
 import { CliError } from "./common.js";
 
 /** `s3://bucket/some/prefix` → bucket and a prefix that is "" or ends with "/". */

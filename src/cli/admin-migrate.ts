@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
-import { openMetadataStore } from "../server/runtime.js";
+import { openMetadataStore } from "./server-runtime.js";
 
 export function registerAdminMigrate(admin: Command): void {
   admin

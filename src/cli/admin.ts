@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
 import { issueKey, ownerEmailProblem } from "../domain/keys.js";
 import { rotateKeyring } from "../stores/blobs/url-signing.js";
-import { openMetadataStore, openRuntime } from "../server/runtime.js";
+import { openMetadataStore, openRuntime } from "./server-runtime.js";
 import type { CkptService } from "../domain/service.js";
 import { CliError, table } from "./common.js";
 import { registerAdminImport } from "./admin-import.js";

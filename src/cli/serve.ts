@@ -1,12 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import pino from "pino";
 import { loadServerConfig } from "../config.js";
-import { buildApp, logSerializers } from "../server/app.js";
-import { openRuntime } from "../server/runtime.js";
-import { isClusterWorker, runClusterPrimary, shareMetricsWithPrimary, workerId } from "../server/cluster.js";
-import { ServerMetrics } from "../server/metrics.js";
-import { startMetricsListener } from "../server/metrics-listener.js";
 import { CliError } from "./common.js";
 
 const LOOPBACK = /^(127\.[0-9.]+|::1|localhost)$/;
@@ -56,6 +50,17 @@ export function registerServe(program: Command): void {
           throw new CliError(`cannot read the TLS certificate or key: ${(err as Error).message}`);
         }
       }
+      // The server's modules (Fastify, the stores, the AWS SDK) load only when it runs, so that
+      // `ckpt --help`, which registers every command, does not pay for them.
+      const [{ default: pino }, { buildApp, logSerializers }, { openRuntime }, cluster, { ServerMetrics }, { startMetricsListener }] = await Promise.all([
+        import("pino"),
+        import("../server/app.js"),
+        import("../server/runtime.js"),
+        import("../server/cluster.js"),
+        import("../server/metrics.js"),
+        import("../server/metrics-listener.js"),
+      ]);
+      const { isClusterWorker, runClusterPrimary, shareMetricsWithPrimary, workerId } = cluster;
       const worker = isClusterWorker();
       const base = pino({ level: config.logLevel, serializers: logSerializers });
       const logger = worker ? base.child({ worker: workerId() }) : base;
