@@ -89,8 +89,14 @@ test("web console: aliases, pins, tensors, logs and the retention plan", async (
     assert.equal(pinned.pinned, true);
     await page.getByRole("button", { name: "Unpin checkpoint-2" }).click();
     await page.getByRole("dialog").getByRole("button", { name: "Unpin", exact: true }).click();
+    // The DELETE is sent when the dialog closes; wait for the server to answer it (bounded), then
+    // the page must show the checkpoint unpinned.
+    const pinnedNow = async () => (await apiGet(`/jobs/${jobId}/checkpoints`)).checkpoints.find((c: any) => c.checkpoint_id === "checkpoint-2").pinned;
+    for (let i = 0; i < 50 && (await pinnedNow()) !== false; i++) await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await pinnedNow(), false);
+    await page.goto(jobPage);
     await page.getByRole("button", { name: "Pin checkpoint-2" }).waitFor();
-    assert.equal((await apiGet(`/jobs/${jobId}/checkpoints`)).checkpoints.find((c: any) => c.checkpoint_id === "checkpoint-2").pinned, false);
+    assert.equal(await row("checkpoint-2").getByText("pinned", { exact: true }).count(), 0);
   });
 
   await t.test("tensors of a safetensors file, filterable", async (st) => {
