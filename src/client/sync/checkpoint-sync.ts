@@ -168,7 +168,7 @@ export class CheckpointSync {
     this.due = [...this.tracked.values()]
       .filter((file) => this.needsUpload(file, now) && (assumeComplete || isComplete(file, now, this.tuning.settleMs, markers)))
       .map((file) => file.name);
-    this.holdBackMarkers(now);
+    this.holdBackMarkers();
     this.startUploads();
     this.reportSyncStatus();
   }
@@ -179,8 +179,10 @@ export class CheckpointSync {
    * file of its checkpoint (for `latest`, of any checkpoint) is not yet on the server. Uploads run
    * in parallel, and a marker sent early would declare a checkpoint complete that is not.
    */
-  private holdBackMarkers(now: number): void {
-    const pending = [...this.tracked.values()].filter((f) => !isWrittenLast(f.name) && !this.isSynced(f) && !this.isHeldByFailure(f, now));
+  private holdBackMarkers(): void {
+    // A file waiting to retry after a failure still holds its markers back (a marker sent in
+    // that window completes a checkpoint that misses it); only one refused for good does not.
+    const pending = [...this.tracked.values()].filter((f) => !isWrittenLast(f.name) && !this.isSynced(f) && !this.isRefusedForGood(f));
     if (pending.length === 0) return;
     const waiting = new Set(pending.map((f) => checkpointIdOf(f.name)));
     const anyCheckpoint = pending.some((f) => checkpointIdOf(f.name) !== null);
@@ -209,6 +211,11 @@ export class CheckpointSync {
   /** Not on the server, not uploading, and not held back by a failure of this very version. */
   private needsUpload(file: TrackedFile, now: number): boolean {
     return !this.uploads.has(file.name) && !this.isSynced(file) && !this.isHeldByFailure(file, now);
+  }
+
+  private isRefusedForGood(file: TrackedFile): boolean {
+    const failure = file.failure;
+    return failure !== null && sameVersion(failure.version, file) && !failure.retryable;
   }
 
   private isHeldByFailure(file: TrackedFile, now: number): boolean {
