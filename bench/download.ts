@@ -54,7 +54,7 @@ import { open } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { CkptClient } from "../src/client/api.js";
 import type { CheckpointFile } from "../src/client/types.js";
-import { uploadCheckpointFile } from "../src/client/upload.js";
+import { uploadCheckpointFile } from "../src/client/upload/streamed-upload.js";
 import { runPool } from "../src/client/download/pool.js";
 import { CKPT_CLI, cpuTimeMs, MiB, onCleanup, run, RssSampler, runCleanups, startServer, tempDir, type ServerHandle } from "./lib.js";
 import { fmt as fmtCpu, formatTable, median, row, type Row } from "./report.js";

@@ -11,6 +11,7 @@ import { CkptApiError } from "../client/errors.js";
 import { getLoadCheckpointPlan, loadCheckpoints } from "../client/load-checkpoints.js";
 import { LogShipper, type LogShipSummary } from "../client/logs/log-shipper.js";
 import { tee } from "../client/logs/tee.js";
+import { MAX_NODE_RANK } from "../domain/names.js";
 import { CheckpointSync } from "../client/sync/checkpoint-sync.js";
 import type { SyncSummary } from "../client/sync/types.js";
 import type { TrainingJob, TrainingProject } from "../client/types.js";
@@ -68,7 +69,7 @@ export function registerRun(program: Command): void {
         .requiredOption("--project <nameOrId>", "training project (name or id); created if it does not exist")
         .option("--job <id>", "join this job instead of creating one (env CKPT_JOB_ID); required for ranks above 0")
         .option("--job-name <name>", "name of the job rank 0 creates")
-        .option("--node-rank <n>", "this node's rank; only rank 0 changes the job's status", parseIntegerOption("--node-rank", 0, 65535), 0)
+        .option("--node-rank <n>", "this node's rank; only rank 0 changes the job's status", parseIntegerOption("--node-rank", 0, MAX_NODE_RANK), 0)
         .option("--checkpoint-dir <dir>", "folder CMD writes checkpoints to (default ./ckpt-checkpoints/<job id>/rank-<n>)")
         .option(
           "--load-checkpoint-config <json>",

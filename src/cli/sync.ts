@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
+import { MAX_NODE_RANK } from "../domain/names.js";
 import { CheckpointSync } from "../client/sync/checkpoint-sync.js";
 import { CliError, clientFrom, parseIntegerOption, withRemoteOptions } from "./common.js";
 import { describeFailures, describeSummary, log, logSyncEvent, syncTuningFrom, withSyncOptions, type SyncCliOptions } from "./sync-options.js";
@@ -25,7 +26,7 @@ export function registerSync(program: Command): void {
         )
         .requiredOption("--project <nameOrId>", "training project (name or id)")
         .option("--job <id>", "training job id (env CKPT_JOB_ID)")
-        .option("--node-rank <n>", "node rank of these files; rank 0 also reports checkpoint_sync_status", parseIntegerOption("--node-rank", 0, 65535), 0)
+        .option("--node-rank <n>", "node rank of these files; rank 0 also reports checkpoint_sync_status", parseIntegerOption("--node-rank", 0, MAX_NODE_RANK), 0)
         .option("--watch", "keep uploading as files complete until SIGINT/SIGTERM, then finish the complete ones"),
     ),
   ).action(async (dir: string, opts: SyncOptions) => {

@@ -2,7 +2,7 @@ import { lstat, mkdir, readdir, readFile, rename, writeFile } from "node:fs/prom
 import { join } from "node:path";
 import { STATE_DIR_NAME } from "./download/plan.js";
 import type { FileRef } from "./download/types.js";
-import { sha256OfFile } from "./upload.js";
+import { sha256OfFile } from "./upload/digest.js";
 
 /** In the download folder's hidden state folder, beside the engine's resume journals. */
 export const MANIFEST_FILE_NAME = "manifest.json";

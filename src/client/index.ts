@@ -6,8 +6,12 @@
 export { CkptClient, BASETEN_API_URL, type ClientOptions } from "./api.js";
 export type { Connection } from "./connection.js";
 export { CkptApiError } from "./errors.js";
-export { uploadCheckpointFile, sha256OfFile } from "./upload.js";
-export { uploadFileDirect } from "./direct-upload.js";
+export { uploadFolder, UploadPlanError, type UploadFolderOptions, type UploadFolderSummary, type UploadEvent } from "./upload/upload-folder.js";
+export { uploadFile, UploadRoute, type UploadFileOptions, type UploadPath } from "./upload/upload-file.js";
+export { uploadCheckpointFile, SMALL_FILE_BYTES } from "./upload/streamed-upload.js";
+export { uploadFileDirect } from "./upload/direct-upload.js";
+export type { FileUploadTarget } from "./upload/target.js";
+export { sha256OfFile } from "./upload/digest.js";
 export { CheckpointSync } from "./sync/checkpoint-sync.js";
 export { DEFAULT_SYNC_TUNING } from "./sync/types.js";
 export type { CheckpointSyncOptions, SyncEvent, SyncFailure, SyncSummary, SyncTuning } from "./sync/types.js";

@@ -5,8 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CkptClient } from "../../src/client/api.js";
-import { uploadFileDirect } from "../../src/client/direct-upload.js";
-import { SMALL_FILE_BYTES, uploadCheckpointFile } from "../../src/client/upload.js";
+import { uploadFileDirect } from "../../src/client/upload/direct-upload.js";
+import { SMALL_FILE_BYTES, uploadCheckpointFile } from "../../src/client/upload/streamed-upload.js";
 import { startTestServer, type TestServer } from "../harness/server.js";
 import { setupJob, sha256 } from "../helpers/api.js";
 

@@ -1,4 +1,6 @@
 import type { CkptClient } from "../api.js";
+import { backoffDelay } from "../download/retry.js";
+import type { RetryPolicy } from "../download/types.js";
 import { CkptApiError } from "../errors.js";
 import { LineSplitter } from "./line-splitter.js";
 
@@ -45,7 +47,8 @@ interface QueuedLine {
 /** The server's batch limits (MAX_LOG_LINES_PER_BATCH), and a body well under its default 1 MiB. */
 const MAX_BATCH_LINES = 1000;
 const MAX_BATCH_BYTES = 256 << 10;
-const MAX_BACKOFF_MS = 5000;
+/** Between tries of a batch the server did not take; the shipper never gives a batch up for that. */
+const BATCH_BACKOFF: RetryPolicy = { attempts: Infinity, baseDelayMs: 250, maxDelayMs: 5000 };
 /** Lines are at least this far apart (1 µs), so at most 1000 of one rank share a millisecond: truss's page size. */
 const MIN_SPACING_NS = 1000n;
 
@@ -150,19 +153,19 @@ export class LogShipper {
   }
 
   private async pump(): Promise<void> {
-    let backoffMs = 0;
+    let failedTries = 0;
     while (!this.giveUp.signal.aborted) {
       if (this.head >= this.queue.length) {
         if (this.closing) return;
         await this.sleep(this.flushIntervalMs, true);
         continue;
       }
-      if (!this.closing && backoffMs === 0 && this.queuedBytes < MAX_BATCH_BYTES) await this.sleep(this.flushIntervalMs, true);
+      if (!this.closing && failedTries === 0 && this.queuedBytes < MAX_BATCH_BYTES) await this.sleep(this.flushIntervalMs, true);
       const batch = this.takeBatch();
       if (batch.length === 0) continue;
       const outcome = await this.send(batch);
       if (outcome === "sent") {
-        backoffMs = 0;
+        failedTries = 0;
         continue;
       }
       if (outcome === "refused") {
@@ -170,8 +173,8 @@ export class LogShipper {
         continue;
       }
       this.putBack(batch);
-      backoffMs = Math.min(MAX_BACKOFF_MS, backoffMs === 0 ? 250 : backoffMs * 2);
-      await this.sleep(backoffMs, false);
+      failedTries++;
+      await this.sleep(backoffDelay(failedTries, BATCH_BACKOFF), false);
     }
   }
 

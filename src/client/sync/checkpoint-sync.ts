@@ -3,7 +3,8 @@ import type { CkptClient } from "../api.js";
 import { runPool } from "../download/pool.js";
 import { DEFAULT_RETRY_POLICY } from "../download/types.js";
 import { unsafeRelativeNameReason } from "../relative-name.js";
-import { sha256OfFile } from "../upload.js";
+import { sha256OfFile } from "../upload/digest.js";
+import { UploadRoute } from "../upload/upload-file.js";
 import { loadJournal, SyncJournal, type JournalIdentity } from "./journal.js";
 import { scanFolder } from "./scan.js";
 import { isComplete, markerTimes, type ObservedFile } from "./settle.js";
@@ -22,7 +23,7 @@ import {
   type SyncSummary,
   type SyncTuning,
 } from "./types.js";
-import { sameVersion, uploadFileVersion, type UploadOutcome, type UploadTarget } from "./uploader.js";
+import { sameVersion, uploadFileVersion, type UploadOutcome, type UploadTarget } from "./version-upload.js";
 
 /** How long a file whose upload failed on the network or server side waits before another try. */
 const RETRY_LATER_MS = 30_000;
@@ -94,6 +95,7 @@ export class CheckpointSync {
       projectId: options.projectId,
       jobId: options.jobId,
       nodeRank: options.nodeRank,
+      route: new UploadRoute(),
       retry: { ...DEFAULT_RETRY_POLICY, ...options.retry },
       signal: options.signal,
     };

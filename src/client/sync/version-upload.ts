@@ -1,10 +1,10 @@
 import { stat } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { CkptClient } from "../api.js";
-import { isRetryableStatus, backoffDelay } from "../download/retry.js";
+import { isRetryableStatus } from "../download/retry.js";
 import type { RetryPolicy } from "../download/types.js";
 import { CkptApiError } from "../errors.js";
-import { sha256OfFile, uploadCheckpointFile } from "../upload.js";
+import { sha256OfFile } from "../upload/digest.js";
+import { uploadFile, type UploadRoute } from "../upload/upload-file.js";
 import type { FileVersion, LocalFile, SyncedVersion } from "./types.js";
 
 export type UploadOutcome =
@@ -21,6 +21,8 @@ export interface UploadTarget {
   projectId: string;
   jobId: string;
   nodeRank: number;
+  /** Direct to the blob store or through the API server; shared by the engine's files. */
+  route: UploadRoute;
   retry: RetryPolicy;
   signal?: AbortSignal;
 }
@@ -35,40 +37,31 @@ async function currentVersion(path: string): Promise<FileVersion | null> {
 }
 
 /**
- * Uploads the version of `file` the scan saw, streamed, with its length and sha256 so that the
- * server refuses (and never lists) bytes that differ from what was hashed. A file that changes
+ * Uploads the version of `file` the scan saw, with its length and sha256 so that the server
+ * refuses (and never lists) bytes that differ from what was hashed: direct to the blob store
+ * where the server offers it, streamed through the API server otherwise. A file that changes
  * underneath is not an error: it is reported as changed and goes back to settling. Network and
- * server failures are retried with backoff; an abort (signal) is thrown.
+ * server failures are retried with backoff by the upload engine (a direct upload from the part
+ * that failed); an abort (signal) is thrown.
  */
 export async function uploadFileVersion(target: UploadTarget, file: LocalFile): Promise<UploadOutcome> {
   const hashed = await hashVersion(file);
   if (hashed.kind !== "hashed") return hashed;
   const { version } = hashed;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await uploadCheckpointFile(target.client, {
-        projectId: target.projectId,
-        jobId: target.jobId,
-        nodeRank: target.nodeRank,
-        relativeName: file.name,
-        path: file.path,
-        sha256: version.sha256,
-        signal: target.signal,
-        // This loop retries, checking between tries that the file did not change.
-        retry: { attempts: 1 },
-      });
-      return { kind: "uploaded", version };
-    } catch (err) {
-      if (target.signal?.aborted) throw err;
-      const retryable = err instanceof CkptApiError && isRetryableStatus(err.status);
-      // A refusal may be the server seeing different bytes than we hashed: only then is the digest worth a read.
-      const change = await changeSince(file.path, version, !retryable);
-      if (change) return change;
-      const message = (err as Error).message;
-      if (!retryable) return { kind: "failed", message, retryable: false };
-      if (attempt >= target.retry.attempts) return { kind: "failed", message, retryable: true };
-      await sleep(backoffDelay(attempt, target.retry), undefined, { signal: target.signal });
-    }
+  try {
+    await uploadFile(
+      target.client,
+      { projectId: target.projectId, jobId: target.jobId, nodeRank: target.nodeRank, relativeName: file.name, path: file.path },
+      { route: target.route, sha256: version.sha256, retry: target.retry, signal: target.signal },
+    );
+    return { kind: "uploaded", version };
+  } catch (err) {
+    if (target.signal?.aborted) throw err;
+    const retryable = err instanceof CkptApiError && isRetryableStatus(err.status);
+    // A refusal may be the server seeing different bytes than we hashed: only then is the digest worth a read.
+    const change = await changeSince(file.path, version, !retryable);
+    if (change) return change;
+    return { kind: "failed", message: (err as Error).message, retryable };
   }
 }
 
