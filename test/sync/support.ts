@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { Agent as HttpAgent, createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { TestContext } from "node:test";
@@ -189,3 +191,38 @@ export function expectedDigests(files: PlannedFile[]): Record<string, string> {
 
 /** The engine options every CLI test passes: short settle and scan intervals keep tests fast. */
 export const FAST = ["--settle", "0.5", "--scan-interval", "0.1"];
+
+/** One request that passed an API proxy, with the body bytes it carried to the server. */
+export interface ApiRequest {
+  method: string;
+  path: string;
+  bodyBytes: number;
+}
+
+/**
+ * A plain HTTP proxy in front of the API server that counts the request body bytes it passes:
+ * pointed at with CKPT_API_URL, it sees every byte the CLI sends to the API server, and none of
+ * what it sends to presigned URLs of S3 (those name the S3 endpoint, not the API server).
+ */
+export async function startApiCountingProxy(t: TestContext, target: string): Promise<{ url: string; requests(): ApiRequest[] }> {
+  const seen: ApiRequest[] = [];
+  const agent = new HttpAgent({ keepAlive: true });
+  const server = createServer((req, res) => {
+    const record: ApiRequest = { method: req.method ?? "GET", path: (req.url ?? "/").split("?")[0]!, bodyBytes: 0 };
+    seen.push(record);
+    req.on("data", (chunk: Buffer) => (record.bodyBytes += chunk.length));
+    const upstream = httpRequest(target + req.url, { method: req.method, headers: req.headers, agent }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(async () => {
+    server.closeAllConnections();
+    agent.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => seen };
+}
