@@ -12,16 +12,9 @@
  * BENCH_UPLOAD_ROUNDS=<n> runs more rounds; BENCH_PUSH_ARGS adds flags to `ckpt push` (e.g.
  * "--concurrency 16"); BENCH_SERVER_THREADS sets the server's UV_THREADPOOL_SIZE.
  *
- * Measured (full run, 4 x 256 MiB + 500 small files, 2 rounds each, two runs per build alternated,
- * 2-core machine shared with other work): before, push 0.40x and 0.54x curl (direct uploads:
- * fetch copying every chunk through web streams was most of the CLI's CPU, the file was hashed
- * before sending, and the embedded store hashed every byte twice, per part and again at
- * completion) and --via-server 0.70x/0.81x; after, push 1.05x and 1.21x, --via-server 1.09x/1.35x,
- * server peak RSS 165-170 MiB for push against 165-175 MiB for curl. push now PUTs with
- * node:http, hashes small files from the one read that sends them, and on the embedded store
- * sends every file as one streamed PUT (the begin-upload answer says the parts would pass through
- * the API server anyway). What is left: large files are still read twice by the client (hash,
- * then send), as the PUT carries its digest in a header before the body.
+ * `ckpt sync` of the same folder (the training side's engine: it hashes every file first, for
+ * its resume journal, and sends through the same upload engine as push) is measured as a side
+ * too. Figures and their history: BENCHMARKS.md, scenario 5.
  */
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
@@ -125,6 +118,9 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
     const server = await startServer({ dataDir: data.path, nodeArgs: profArgs, env: process.env.BENCH_SERVER_THREADS ? { UV_THREADPOOL_SIZE: process.env.BENCH_SERVER_THREADS } : {} });
     try {
       const cliEnv = { PATH: process.env.PATH, HOME: process.env.HOME, CKPT_API_URL: server.baseUrl, CKPT_API_KEY: job.apiKey };
+      // Every file is complete already: a short settle, so the measure is the upload, not the wait.
+      const sync = async (jobId: string) =>
+        run(process.execPath, [...profArgs, CKPT_CLI, "sync", "--project", job.projectId, "--job", jobId, "--quiet", "--settle", "0.1", "--scan-interval", "0.1", ckpt.dir], { env: cliEnv });
       const push = async (jobId: string, extra: string[]) =>
         run(process.execPath, [...profArgs, CKPT_CLI, "push", "--project", job.projectId, "--job", jobId, "--node-rank", "0", "--quiet", ...extra, ...(process.env.BENCH_PUSH_ARGS ?? "").split(" ").filter(Boolean), ckpt.dir], { env: cliEnv });
       const curl = async (jobId: string) => {
@@ -145,13 +141,15 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
       // `ckpt push --via-server` (one streamed PUT per file, as curl does) where this build has it.
       const help = await run(process.execPath, [...profArgs, CKPT_CLI, "push", "--help"], { env: cliEnv, check: false });
       const viaServer = !opts.quick && help.stdout.includes("--via-server");
-      const sides = viaServer ? (["ckpt", "curl", "via-server"] as const) : (["ckpt", "curl"] as const);
+      const sides = viaServer ? (["ckpt", "curl", "via-server", "sync"] as const) : (["ckpt", "curl", "sync"] as const);
       const results: Record<string, Phase[]> = Object.fromEntries(sides.map((s) => [s, []]));
       for (let r = 0; r < rounds; r++) {
         for (let i = 0; i < sides.length; i++) {
           const side = sides[(i + r) % sides.length]!;
           const jobId = await newJob(server, job, `upload-${side}-${r}`);
-          const phase = await measure(server, () => (side === "curl" ? curl(jobId) : push(jobId, side === "via-server" ? ["--via-server"] : [])));
+          const phase = await measure(server, () =>
+            side === "curl" ? curl(jobId) : side === "sync" ? sync(jobId) : push(jobId, side === "via-server" ? ["--via-server"] : []),
+          );
           await assertListed(server, job, jobId, ckpt.files.length);
           results[side]!.push(phase);
           // Free the disk before the next round.
@@ -191,6 +189,15 @@ export async function runUploadBench(opts: { quick: boolean }): Promise<Row[]> {
             note: `median wall time ${fmt(seconds("via-server"))} s vs ${fmt(theirs)} s`,
           }),
         );
+      rows.push(
+        row({
+          scenario: "5. upload: ckpt sync of the same folder (complete files, --settle 0.1) vs curl -T",
+          ckpt: mib / seconds("sync"),
+          anchor: mib / theirs,
+          unit: "MiB/s",
+          note: `median wall time ${fmt(seconds("sync"))} s vs ${fmt(theirs)} s; sync hashes every file before sending it (its resume journal), 4 files at a time`,
+        }),
+      );
       const rssOurs = Math.max(...results.ckpt!.map((p) => p.peakRssMiB));
       const rssTheirs = Math.max(...results.curl!.map((p) => p.peakRssMiB));
       rows.push(

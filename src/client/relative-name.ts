@@ -1,5 +1,3 @@
-import { MAX_NODE_RANK } from "../domain/names.js";
-
 /**
  * Client-side check of a listed file's name before it becomes a local path. The server
  * enforces the same rules on upload, but a download must not trust the listing: it may come
@@ -23,5 +21,5 @@ export function unsafeRelativeNameReason(name: unknown): string | null {
 
 /** A node_rank as the API defines it: a small non-negative integer. */
 export function isValidNodeRank(rank: unknown): rank is number {
-  return typeof rank === "number" && Number.isInteger(rank) && rank >= 0 && rank <= MAX_NODE_RANK;
+  return typeof rank === "number" && Number.isInteger(rank) && rank >= 0 && rank <= 65535;
 }

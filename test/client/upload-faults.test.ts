@@ -77,3 +77,42 @@ test("an upload refused for good (4xx) is not retried", async (t) => {
   await assert.rejects(uploadCheckpointFile(job.client, { projectId: job.projectId, jobId: job.jobId, nodeRank: 0, relativeName: "x.bin", path }), /no thanks/);
   assert.equal(proxy.requests().filter((r) => r.method === "PUT").length, 1);
 });
+
+test("direct upload: a begin answered 503 is sent again; a completion answered 503 starts the upload afresh", async (t) => {
+  const { server, proxy } = await startProxiedServer(t, { CKPT_UPLOAD_PART_SIZE: String(5 * MiB) });
+  const job = await seedJob(server, [], { apiUrl: proxy.url });
+  const dir = tempDir();
+  t.after(dir.remove);
+  const content = bytes(6 * MiB + 7);
+  const path = join(dir.path, "model.bin");
+  writeFileSync(path, content);
+  const uploadsPath = `/v1/training_projects/${job.projectId}/jobs/${job.jobId}/uploads`;
+  let completions = 0;
+  proxy.setRule((request) => {
+    if (request.method === "POST" && request.path === uploadsPath && request.nth === 1) return { kind: "respond", status: 503 };
+    if (request.method === "POST" && request.path.endsWith("/complete") && ++completions === 1) return { kind: "respond", status: 503 };
+    return { kind: "forward" };
+  });
+  const retries: string[] = [];
+
+  const file = await uploadFileDirect(job.client, {
+    projectId: job.projectId,
+    jobId: job.jobId,
+    nodeRank: 0,
+    relativeName: "model.bin",
+    path,
+    retry: { baseDelayMs: 5 },
+    onRetry: (message) => retries.push(message),
+  });
+
+  assert.equal(file.size_bytes, content.length);
+  const posts = proxy.requests().filter((r) => r.method === "POST");
+  // The refused begin, the begin whose completion was refused, and the one that completed.
+  assert.equal(posts.filter((r) => r.path === uploadsPath).length, 3);
+  assert.equal(completions, 2);
+  assert.equal(retries.length, 2);
+  // Two parts per upload: both sent again for the fresh upload, none more.
+  assert.equal(proxy.requests().filter((r) => r.method === "PUT" && proxy.isBlob(r.path)).length, 4);
+  const listed = await job.client.getCheckpointFilesPage(job.projectId, job.jobId, 0, 10);
+  assert.equal(sha256(Buffer.from(await (await fetch(listed.presigned_urls[0]!.url)).arrayBuffer())), sha256(content));
+});

@@ -21,13 +21,19 @@ const FILES: PlannedFile[] = [LARGE, { name: "checkpoint-1/config.json", chunks:
 const largeBytes = LARGE.chunks * LARGE.chunkSize;
 
 describe("training-side uploads: direct to the store where the server offers it", { concurrency: true }, () => {
-  for (const command of ["sync", "run"] as const) {
-    test(`ckpt ${command}: a large file goes direct on S3, as one streamed PUT on the embedded store`, async (t) => {
+  // --max-upload-rate: the throttle wraps the parts' PUTs to the store as it wrapped the streamed ones.
+  const variants = [
+    { command: "sync", extra: [] },
+    { command: "sync", extra: ["--max-upload-rate", "64MiB"] },
+    { command: "run", extra: [] },
+  ] as const;
+  for (const { command, extra } of variants) {
+    test(`ckpt ${[command, ...extra].join(" ")}: a large file goes direct on S3, as one streamed PUT on the embedded store`, async (t) => {
       const server = await startTestServer({ env: { CKPT_UPLOAD_PART_SIZE: String(PART_BYTES) } });
       t.after(() => server.stop());
       const apiKey = await server.createKey("org");
       const client = new CkptClient({ apiUrl: server.baseUrl, apiKey });
-      const project = await client.upsertProject(`direct-${command}`);
+      const project = await client.upsertProject(`direct-${command}-${extra.length}`);
       const job = await client.createJob(project.id, { name: command });
       const proxy = await startApiCountingProxy(t, server.baseUrl);
       const env = { CKPT_API_URL: proxy.url, CKPT_API_KEY: apiKey };
@@ -40,7 +46,7 @@ describe("training-side uploads: direct to the store where the server offers it"
           mkdirSync(dirname(join(dir, file.name)), { recursive: true });
           writeFileSync(join(dir, file.name), contentOf(file));
         }
-        args = ["sync", "--project", project.name, "--job", job.id, ...FAST, dir];
+        args = ["sync", "--project", project.name, "--job", job.id, ...FAST, ...extra, dir];
       } else {
         const train = ws.script("train.mjs", `for (const file of ${JSON.stringify(FILES)}) await writeSlowly(file, 0);`);
         args = ["run", "--project", project.name, "--job", job.id, "--checkpoint-dir", dir, "--no-logs", ...FAST, "--", process.execPath, train];

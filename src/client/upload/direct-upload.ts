@@ -4,10 +4,12 @@ import { stat } from "node:fs/promises";
 import type { CkptClient } from "../api.js";
 import { runPool } from "../download/pool.js";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from "../download/types.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { backoffDelay, isRetryableStatus } from "../download/retry.js";
 import { CkptApiError } from "../errors.js";
 import type { CheckpointFile } from "../types.js";
 import { sha256OfFile } from "./digest.js";
-import { putRetrying, type PutRetryOptions } from "./put.js";
+import { putRetrying, requestRetrying, type PutRetryOptions } from "./put.js";
 import { jobPath, type FileUploadTarget } from "./target.js";
 
 /** The begin-upload answer (POST .../uploads). */
@@ -43,28 +45,59 @@ export async function uploadFileDirect(
      */
     whenPartsViaApiServer?: () => Promise<CheckpointFile>;
     signal?: AbortSignal;
-    /** Per part; missing fields take DEFAULT_RETRY_POLICY's. */
+    /** Per request (a part, a begin, a completion); missing fields take DEFAULT_RETRY_POLICY's. */
     retry?: Partial<RetryPolicy>;
     onRetry?: (message: string, delayMs: number) => void;
   },
 ): Promise<CheckpointFile> {
   const { size } = await stat(args.path);
   const job = jobPath(args);
-  const plan = await client.request<UploadPlan>("POST", `${job}/uploads`, {
-    body: { node_rank: args.nodeRank, relative_file_name: args.relativeName, size_bytes: size, sha256: args.sha256 ?? null },
-    signal: args.signal,
-  });
-  if (plan.parts_via_api_server && args.whenPartsViaApiServer) {
-    await client.request("DELETE", `${job}/uploads/${plan.upload_id}`).catch(() => {});
-    return args.whenPartsViaApiServer();
+  const retry: PutRetryOptions = { policy: { ...DEFAULT_RETRY_POLICY, ...args.retry }, signal: args.signal, onRetry: args.onRetry };
+  // A completion that fails discards the upload on the server; when it failed on the server's
+  // or the network's side (or its answer was lost), the file is sent again from a new upload.
+  for (let tries = 1; ; tries++) {
+    const begun = await requestRetrying(
+      () =>
+        client.request<UploadPlan>("POST", `${job}/uploads`, {
+          body: { node_rank: args.nodeRank, relative_file_name: args.relativeName, size_bytes: size, sha256: args.sha256 ?? null },
+          signal: args.signal,
+        }),
+      retry,
+    );
+    if (begun.parts_via_api_server && args.whenPartsViaApiServer) {
+      await client.request("DELETE", `${job}/uploads/${begun.upload_id}`).catch(() => {});
+      return args.whenPartsViaApiServer();
+    }
+    const sent = await sendParts(client, job, args, begun, retry);
+    try {
+      return await client.request<CheckpointFile>("POST", `${job}/uploads/${begun.upload_id}/complete`, {
+        body: { parts: sent.parts, sha256: sent.sha256 },
+        signal: args.signal,
+      });
+    } catch (err) {
+      await client.request("DELETE", `${job}/uploads/${begun.upload_id}`).catch(() => {});
+      if (!(err instanceof CkptApiError) || !isRetryableStatus(err.status) || tries >= retry.policy.attempts) throw err;
+      const delayMs = backoffDelay(tries, retry.policy);
+      args.onRetry?.(err.message, delayMs);
+      await sleep(delayMs, undefined, { signal: args.signal });
+    }
   }
+}
+
+/** Sends every part of a begun upload (aborting it if one fails for good) and answers what completes it. */
+async function sendParts(
+  client: CkptClient,
+  job: string,
+  args: { path: string; sha256?: string; partConcurrency?: number; signal?: AbortSignal },
+  plan: UploadPlan,
+  retry: PutRetryOptions,
+): Promise<{ parts: { part_number: number; etag: string }[]; sha256: string }> {
   try {
     // One part: its own stream is the whole file, in order, so it is hashed as it is sent.
     const hashOnePart = args.sha256 === undefined && plan.parts.length === 1;
     let digest: Promise<string> | null = args.sha256 === undefined && !hashOnePart ? sha256OfFile(args.path) : null;
     // Not left unhandled if a part fails first.
     digest?.catch(() => {});
-    const retry: PutRetryOptions = { policy: { ...DEFAULT_RETRY_POLICY, ...args.retry }, signal: args.signal, onRetry: args.onRetry };
     const etags = new Map<number, string>();
     await runPool(plan.parts, args.partConcurrency ?? 4, async (part) => {
       const start = (part.part_number - 1) * plan.part_size_bytes;
@@ -73,10 +106,7 @@ export async function uploadFileDirect(
       if (sent.sha256 !== null) digest = Promise.resolve(sent.sha256);
     });
     const sha256 = args.sha256 ?? (await digest!);
-    return await client.request<CheckpointFile>("POST", `${job}/uploads/${plan.upload_id}/complete`, {
-      body: { parts: [...etags].map(([part_number, etag]) => ({ part_number, etag })), sha256 },
-      signal: args.signal,
-    });
+    return { parts: [...etags].map(([part_number, etag]) => ({ part_number, etag })), sha256 };
   } catch (err) {
     await client.request("DELETE", `${job}/uploads/${plan.upload_id}`).catch(() => {});
     throw err;

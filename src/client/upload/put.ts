@@ -124,6 +124,23 @@ export async function putRetrying(
   }
 }
 
+/**
+ * Sends an API request of the upload protocol (begin, complete) until it succeeds: a failure
+ * with no answer, 408, 429 or 5xx is tried again with backoff, anything else is thrown.
+ */
+export async function requestRetrying<T>(send: () => Promise<T>, options: PutRetryOptions): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!(err instanceof CkptApiError) || !isRetryableStatus(err.status) || tries >= options.policy.attempts) throw err;
+      const delayMs = backoffDelay(tries, options.policy);
+      options.onRetry?.(err.message, delayMs);
+      await sleep(delayMs, undefined, { signal: options.signal });
+    }
+  }
+}
+
 /** The CkptApiError for a failed upload response. */
 export async function putError(response: PutResponse, what: string): Promise<CkptApiError> {
   return apiErrorFrom(new Response(response.body.length ? response.body : null, { status: response.status }), what);

@@ -1,9 +1,9 @@
 import type { CkptClient } from "../api.js";
 import { runPool } from "../download/pool.js";
 import type { RetryPolicy } from "../download/types.js";
-import { relativeNameProblem } from "../../domain/names.js";
 import { scanFolder } from "../sync/scan.js";
 import type { CheckpointFile } from "../types.js";
+import { unsafeRelativeNameReason } from "../relative-name.js";
 import { sha256OfFile } from "./digest.js";
 import { uploadFile, UploadRoute, type UploadPath } from "./upload-file.js";
 
@@ -59,7 +59,7 @@ export async function uploadFolder(options: UploadFolderOptions): Promise<Upload
   const emit = (event: UploadEvent): void => options.onEvent?.(event);
   const local = [...(await scanFolder(options.dir)).values()];
   for (const file of local) {
-    const problem = relativeNameProblem(file.name);
+    const problem = unsafeRelativeNameReason(file.name);
     if (problem) throw new UploadPlanError(`cannot upload ${file.name}: ${problem}`);
   }
   const remote = await listedFiles(options);
