@@ -43,6 +43,8 @@ export function registerPush(program: Command): void {
 
 function reportPushEvent(quiet: boolean): (event: UploadEvent) => void {
   return (event) => {
-    if (!quiet && event.type === "uploaded") process.stderr.write(`uploaded ${printable(event.name)} (${formatBytes(event.size)})\n`);
+    if (quiet) return;
+    if (event.type === "uploaded") process.stderr.write(`uploaded ${printable(event.name)} (${formatBytes(event.size)})\n`);
+    else if (event.type === "retrying") process.stderr.write(`retrying ${printable(event.name)} in ${(event.delayMs / 1000).toFixed(1)} s: ${printable(event.message)}\n`);
   };
 }
