@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { clientFrom, table, withRemoteOptions } from "./common.js";
-import { outputOption, printable, printJson } from "./output.js";
+import { outputOption, printable, printListing } from "./output.js";
 
 /** `ckpt alias`: project-scoped names for checkpoints, usable as `--checkpoint @NAME` anywhere. */
 export function registerAlias(program: Command): void {
@@ -22,12 +22,9 @@ export function registerAlias(program: Command): void {
     process.stdout.write(`@${printable(set.name)} -> job ${set.training_job_id}, checkpoint ${printable(set.checkpoint_id)}\n`);
   });
 
-  withProject(alias.command("ls").description("list the project's aliases").addOption(outputOption(["table", "json", "jsonl"]))).action(async (opts) => {
+  withProject(alias.command("ls").description("list the project's aliases").addOption(outputOption())).action(async (opts) => {
     const client = clientFrom(opts);
-    const aliases = await client.listAliases((await client.resolveProject(opts.project)).id);
-    if (opts.output === "json") return printJson(aliases);
-    if (opts.output === "jsonl") return void process.stdout.write(aliases.map((a) => JSON.stringify(a) + "\n").join(""));
-    process.stdout.write(
+    printListing(opts.output, await client.listAliases((await client.resolveProject(opts.project)).id), (aliases) =>
       table([["ALIAS", "JOB", "CHECKPOINT", "UPDATED"], ...aliases.map((a) => [`@${printable(a.name)}`, a.training_job_id, printable(a.checkpoint_id), a.updated_at])]),
     );
   });
@@ -37,13 +34,10 @@ export function registerAlias(program: Command): void {
     await client.removeAlias((await client.resolveProject(opts.project)).id, name);
   });
 
-  withProject(alias.command("history <name>").description("every move of an alias, oldest first").addOption(outputOption(["table", "json", "jsonl"]))).action(
+  withProject(alias.command("history <name>").description("every move of an alias, oldest first").addOption(outputOption())).action(
     async (name: string, opts) => {
       const client = clientFrom(opts);
-      const history = await client.aliasHistory((await client.resolveProject(opts.project)).id, name);
-      if (opts.output === "json") return printJson(history);
-      if (opts.output === "jsonl") return void process.stdout.write(history.map((h) => JSON.stringify(h) + "\n").join(""));
-      process.stdout.write(
+      printListing(opts.output, await client.aliasHistory((await client.resolveProject(opts.project)).id, name), (history) =>
         table([
           ["VERSION", "JOB", "CHECKPOINT", "CHANGED"],
           ...history.map((h) => [String(h.version), h.training_job_id ?? "(removed)", h.checkpoint_id === null ? "-" : printable(h.checkpoint_id), h.changed_at]),
