@@ -43,18 +43,23 @@ export function registerDownload(program: Command): void {
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
     const client = clientFrom(opts);
-    const { project, job, checkpoint } = await resolveDownloadTarget(client, opts);
     const reporter = createReporter(opts);
     const progress = createProgressReporter(opts.output, reporter);
+    // From the start: a Ctrl-C while the job and checkpoint are being looked up lets those
+    // requests end, then starts no download.
     const interrupts = handleInterrupts({ onFirst: (signal) => reporter.info(finishingMessage(signal)) });
+    const interrupted = () => interrupts.error("interrupted: run the same command again to resume");
     let summary: DownloadSummary;
+    let target: Awaited<ReturnType<typeof resolveDownloadTarget>>;
     try {
+      target = await resolveDownloadTarget(client, opts);
+      if (interrupts.signal.aborted) throw interrupted();
       summary = await downloadCheckpoint({
         client,
-        projectId: project.id,
-        jobId: job.id,
-        dest: opts.out ?? job.id,
-        checkpoint: checkpoint?.id,
+        projectId: target.project.id,
+        jobId: target.job.id,
+        dest: opts.out ?? target.job.id,
+        checkpoint: target.checkpoint?.id,
         include: opts.include,
         nodeRanks: opts.rank,
         flat: opts.flat,
@@ -69,11 +74,12 @@ export function registerDownload(program: Command): void {
       });
     } catch (err) {
       reporter.clearProgress();
-      if (interrupts.signal.aborted) throw interrupts.error("interrupted: run the same command again to resume");
+      if (interrupts.signal.aborted) throw interrupted();
       throw err;
     } finally {
       interrupts.dispose();
     }
+    const { project, job, checkpoint } = target;
     if (!opts.dryRun && summary.failed.length === 0 && summary.files.length > 0)
       await writeDownloadManifest(
         summary.dest,
