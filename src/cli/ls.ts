@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import { latestCheckpointId } from "../client/download/latest-checkpoint.js";
 import { fileSelector } from "../client/download/plan.js";
 import { listAllFiles } from "../client/download/url-book.js";
@@ -21,7 +22,7 @@ export function registerLs(program: Command): void {
       .addOption(outputOption()),
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
     const args = { projectId: project.id, jobId: job.id };
     const checkpointId = opts.checkpoint === "latest" ? await latestCheckpointId(client, project.id, job.id, () => listAllFiles(client, args)) : opts.checkpoint;

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import type { RetentionPolicy } from "../client/types.js";
 import { parseDuration } from "../domain/retention.js";
 import { CliError, clientFrom, formatBytes, parseIntegerOption, table, withRemoteOptions } from "./common.js";
@@ -27,7 +28,7 @@ export function registerRetention(program: Command): void {
       maxAge = parseDuration(opts.maxAge);
       if (maxAge === null) throw new CliError(`--max-age must be a duration such as 14d, 36h or 90m (got '${opts.maxAge}')`);
     }
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const policy = await client.putRetentionPolicy((await client.resolveProject(opts.project)).id, {
       keep_last: opts.keepLast ?? null,
       keep_best: opts.keepBest ?? null,
@@ -40,13 +41,13 @@ export function registerRetention(program: Command): void {
   });
 
   withProject(retention.command("show").description("the project's policy").addOption(outputOption())).action(async (opts) => {
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     printPolicy(await client.getRetentionPolicy((await client.resolveProject(opts.project)).id), opts.output);
   });
 
   withProject(retention.command("plan").description("exactly what applying the policy now deletes, and the bytes it frees").addOption(outputOption())).action(
     async (opts) => {
-      const client = clientFrom(opts);
+      const client = clientFrom(opts, process.env, apiFetch());
       const plan = await client.planRetention((await client.resolveProject(opts.project)).id);
       if (opts.output === "json") return printJson(plan);
       if (opts.output === "jsonl") return printJsonLines(plan.delete);
@@ -67,7 +68,7 @@ export function registerRetention(program: Command): void {
       .description("delete what `retention plan` lists now (and nothing it does not)")
       .addOption(outputOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const projectId = (await client.resolveProject(opts.project)).id;
     const plan = await client.planRetention(projectId);
     const result = await client.applyRetention(

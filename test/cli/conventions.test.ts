@@ -272,3 +272,9 @@ test("start-up: top-level help loads no command module; a command loads its own 
   for (const other of ["download", "serve", "admin", "push", "run", "sync", "inspect"]) assert.ok(!lsModules.includes(other), `ckpt ls loaded ${other}.js`);
   assert.ok(!ls.some((url) => /node_modules\/(fastify|pino|@aws-sdk|pg|better-sqlite3)\//.test(url) || /\/dist\/src\/(server|stores)\//.test(url)), "ckpt ls loaded the server side");
 });
+
+test("the listings' own HTTP client: a server that is not there is one line on stderr naming the cause, exit 1", async () => {
+  const gone = await runCli(["ls", "--project", "p"], { env: { CKPT_API_URL: "http://127.0.0.1:9", CKPT_API_KEY: "k" } });
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /^ckpt: GET \/v1\/training_projects: fetch failed \(ECONNREFUSED\)\n$/);
+});
