@@ -48,10 +48,10 @@ export async function runStartupBench(opts: { quick: boolean }): Promise<Row[]> 
       const m = (name: string) => median(ms[name]!);
       const note = `median of ${rounds} interleaved rounds, one process each; node -e 0 ${fmt(m("node -e 0"))} ms, curl ${fmt(m("curl"))} ms`;
       return [
-        row({ scenario: "8a. ckpt --help vs node -e 0", ckpt: m("ckpt --help"), anchor: m("node -e 0"), unit: "ms", target: "<= 1.5x", meets: (x) => x <= 1.5, note }),
-        row({ scenario: "8a. ckpt --version vs node -e 0", ckpt: m("ckpt --version"), anchor: m("node -e 0"), unit: "ms", target: "<= 1.5x", meets: (x) => x <= 1.5, note }),
+        row({ scenario: "start-up a. ckpt --help vs node -e 0", ckpt: m("ckpt --help"), anchor: m("node -e 0"), unit: "ms", target: "<= 1.5x", meets: (x) => x <= 1.5, note }),
+        row({ scenario: "start-up a. ckpt --version vs node -e 0", ckpt: m("ckpt --version"), anchor: m("node -e 0"), unit: "ms", target: "<= 1.5x", meets: (x) => x <= 1.5, note }),
         row({
-          scenario: `8b. ckpt ls (${FILES} files, local server) vs node -e 0 + curl of the listing`,
+          scenario: `start-up b. ckpt ls (${FILES} files, local server) vs node -e 0 + curl of the listing`,
           ckpt: m("ckpt ls"),
           anchor: m("node -e 0") + m("curl"),
           unit: "ms",
@@ -59,7 +59,7 @@ export async function runStartupBench(opts: { quick: boolean }): Promise<Row[]> 
           meets: (x) => x <= 1.5,
           note: `${note}; ckpt ls makes 3 requests (project, job, files), curl 1`,
         }),
-        row({ scenario: `8c. ckpt ls (${FILES} files, local server) vs curl of the listing`, ckpt: m("ckpt ls"), anchor: m("curl"), unit: "ms", note }),
+        row({ scenario: `start-up c. ckpt ls (${FILES} files, local server) vs curl of the listing`, ckpt: m("ckpt ls"), anchor: m("curl"), unit: "ms", note }),
       ];
     } finally {
       await server.stop();

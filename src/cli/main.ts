@@ -58,6 +58,9 @@ const program = new Command()
 
 try {
   const named = commandNamed(process.argv.slice(2));
+  // The AWS SDK's notice that its 2027 releases will need Node 22 is for whoever runs the server
+  // (`ckpt serve` still prints it); on an admin command against S3 it is noise on stderr.
+  if (named && nameOf(named) !== "serve") process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   if (named) {
     (await named.load())(program);
     await acceptQuietEverywhere(program);

@@ -22,6 +22,8 @@ export interface Reporter {
 
 export interface ReporterOptions {
   quiet?: boolean;
+  /** Put before each line, e.g. "ckpt: " where the lines mix with a training command's output (run, sync). */
+  prefix?: string;
 }
 
 /** `--quiet`, the same on every command (main.ts adds it to each command that lacks it). */
@@ -30,6 +32,7 @@ export const quietOption = (): Option => new Option("-q, --quiet", QUIET_DESCRIP
 
 export function createReporter(options: ReporterOptions, stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr): Reporter {
   const quiet = options.quiet === true;
+  const prefix = options.prefix ?? "";
   const interactive = stream.isTTY === true;
   let shown = false;
   const clear = (): void => {
@@ -40,7 +43,7 @@ export function createReporter(options: ReporterOptions, stream: NodeJS.Writable
   const line = (text: string): void => {
     const redraw = shown;
     clear();
-    stream.write(text + "\n");
+    stream.write(prefix + text + "\n");
     if (redraw) progress(last);
   };
   const progress = (text: string): void => {
