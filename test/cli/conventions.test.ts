@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CLI_PATH, runCli, startTestServer, type TestServer } from "../harness/server.js";
@@ -277,4 +278,17 @@ test("the listings' own HTTP client: a server that is not there is one line on s
   const gone = await runCli(["ls", "--project", "p"], { env: { CKPT_API_URL: "http://127.0.0.1:9", CKPT_API_KEY: "k" } });
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /^ckpt: GET \/v1\/training_projects: fetch failed \(ECONNREFUSED\)\n$/);
+});
+
+test("ckpt --help, answered before commander loads, is commander's own help (ckpt with no command prints that on stderr); --version is package.json's", async () => {
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0);
+  const bare = await runCli([]);
+  assert.equal(bare.code, 1);
+  assert.equal(help.stdout, bare.stderr);
+  for (const name of ["ls", "download", "admin", "run", "sync", "push", "retention"]) assert.match(help.stdout, new RegExp(`\\n  ${name}\\b`));
+  const version = await runCli(["--version"]);
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  assert.equal(version.stdout, `${pkg.version}\n`);
+  assert.equal((await runCli(["-V"])).stdout, version.stdout);
 });
