@@ -19,6 +19,7 @@ import { runServingBench } from "./serving.js";
 import { runTransferBench } from "./transfer.js";
 import { runUploadBench } from "./upload.js";
 import { runInspectBench } from "./inspect.js";
+import { runStartupBench } from "./startup.js";
 
 export const SCENARIOS: Record<string, Scenario> = {
   "listing-depth": runListingDepthBench,
@@ -29,6 +30,7 @@ export const SCENARIOS: Record<string, Scenario> = {
   upload: runUploadBench,
   memory: runMemoryBench,
   inspect: runInspectBench,
+  startup: runStartupBench,
   transfer: runTransferBench,
   "scale-out-download": runScaleOutDownloadBench,
 };

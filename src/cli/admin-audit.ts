@@ -3,7 +3,7 @@ import { loadServerConfig } from "../config.js";
 import type { AuditEntry } from "../domain/types.js";
 import { openMetadataStore } from "./server-runtime.js";
 import { CliError, table } from "./common.js";
-import { outputOption, printJson, printable } from "./output.js";
+import { outputOption, printable, printListing } from "./output.js";
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -37,17 +37,14 @@ export function registerAdminAudit(admin: Command): void {
     .option("--data-dir <dir>", "data directory (env CKPT_DATA_DIR; default ./ckpt-data)")
     .option("--since <time>", "only entries at or after this ISO 8601 time, or this long ago (30m, 12h, 7d)")
     .option("--limit <n>", "at most this many entries")
-    .addOption(outputOption(["table", "json", "jsonl"]))
+    .addOption(outputOption())
     .action(async (opts) => {
       const since = opts.since !== undefined ? parseSince(String(opts.since)) : undefined;
       if (opts.limit !== undefined && !/^[1-9][0-9]{0,8}$/.test(String(opts.limit))) throw new CliError("--limit must be a positive integer");
       const store = await openMetadataStore(loadServerConfig({ dataDir: opts.dataDir }));
       try {
         const entries = (await store.listAudit({ since, limit: opts.limit !== undefined ? Number(opts.limit) : undefined })).map(present);
-        if (opts.output === "json") printJson(entries);
-        else if (opts.output === "jsonl") process.stdout.write(entries.map((e) => JSON.stringify(e) + "\n").join(""));
-        else
-          process.stdout.write(
+        printListing(opts.output, entries, (entries) =>
             table([
               ["TIME", "ACTION", "BY", "SUBJECT", "DETAILS"],
               ...entries.map((e) => [
@@ -58,7 +55,7 @@ export function registerAdminAudit(admin: Command): void {
                 printable(Object.entries(e.details).map(([k, v]) => `${k}=${v}`).join(" ") || "-"),
               ]),
             ]),
-          );
+        );
       } finally {
         await store.close();
       }

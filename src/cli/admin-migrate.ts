@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
 import { openMetadataStore } from "./server-runtime.js";
+import { createReporter } from "./reporter.js";
 
 export function registerAdminMigrate(admin: Command): void {
   admin
@@ -12,6 +13,6 @@ export function registerAdminMigrate(admin: Command): void {
       // Opening a store applies its migrations (under an advisory lock on PostgreSQL).
       const store = await openMetadataStore(config);
       await store.close();
-      process.stderr.write(`${store.kind} schema is up to date\n`);
+      createReporter(opts).info(`${store.kind} schema is up to date`);
     });
 }

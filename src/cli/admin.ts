@@ -5,6 +5,8 @@ import { rotateKeyring } from "../stores/blobs/url-signing.js";
 import { openMetadataStore, openRuntime } from "./server-runtime.js";
 import type { CkptService } from "../domain/service.js";
 import { CliError, table } from "./common.js";
+import { outputOption, printJsonLines, printListing } from "./output.js";
+import { createReporter } from "./reporter.js";
 import { registerAdminImport } from "./admin-import.js";
 import { registerAdminMigrate } from "./admin-migrate.js";
 import { registerAdminAudit } from "./admin-audit.js";
@@ -39,7 +41,7 @@ export function registerAdmin(program: Command): void {
         await store.insertApiKey({ keyId: key.keyId, orgId: org.id, secretHash: key.secretHash, ownerEmail });
         await recordAudit(store, adminActor(), { action: "api_key.created", orgId: org.id, subject: key.keyId, details: { organisation: org.name } });
         process.stdout.write(`${key.plaintext}\n`);
-        process.stderr.write(`created key ${key.keyId} for organisation '${org.name}': store it now, it is not shown again\n`);
+        createReporter(opts).info(`created key ${key.keyId} for organisation '${org.name}': store it now, it is not shown again`);
       } finally {
         await store.close();
       }
@@ -57,7 +59,7 @@ export function registerAdmin(program: Command): void {
         if (!(await store.revokeApiKey(id))) throw new CliError(`no live API key with id '${id}'`);
         const revoked = await store.findApiKey(id);
         await recordAudit(store, adminActor(), { action: "api_key.revoked", orgId: revoked?.orgId ?? null, subject: id });
-        process.stderr.write(`revoked key ${id}\n`);
+        createReporter(opts).info(`revoked key ${id}`);
       } finally {
         await store.close();
       }
@@ -67,7 +69,7 @@ export function registerAdmin(program: Command): void {
     .command("list-keys")
     .description("list API keys (ids only; secrets are never stored)")
     .option("--data-dir <dir>", "data directory")
-    .option("-o, --output <format>", "table or json", "table")
+    .addOption(outputOption())
     .action(async (opts) => {
       const { store } = await openStore(opts);
       try {
@@ -79,14 +81,12 @@ export function registerAdmin(program: Command): void {
           created_at: k.createdAt,
           revoked_at: k.revokedAt,
         }));
-        if (opts.output === "json") process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
-        else
-          process.stdout.write(
-            table([
-              ["KEY ID", "ORGANISATION", "EMAIL", "CREATED", "STATUS"],
-              ...rows.map((r) => [r.key_id, r.organisation, r.email ?? "-", r.created_at, r.revoked_at ? `revoked ${r.revoked_at}` : "active"]),
-            ]),
-          );
+        printListing(opts.output, rows, (rows) =>
+          table([
+            ["KEY ID", "ORGANISATION", "EMAIL", "CREATED", "STATUS"],
+            ...rows.map((r) => [r.key_id, r.organisation, r.email ?? "-", r.created_at, r.revoked_at ? `revoked ${r.revoked_at}` : "active"]),
+          ]),
+        );
       } finally {
         await store.close();
       }
@@ -110,8 +110,8 @@ export function registerAdmin(program: Command): void {
       } finally {
         await store.close();
       }
-      process.stderr.write(
-        `new URL signing secret ${keyring.currentKeyId}; ${opts.revokePrevious ? "earlier URLs are revoked" : `earlier URLs stay valid until they expire`}\n`,
+      createReporter(opts).info(
+        `new URL signing secret ${keyring.currentKeyId}; ${opts.revokePrevious ? "earlier URLs are revoked" : `earlier URLs stay valid until they expire`}`,
       );
     });
 
@@ -125,7 +125,7 @@ export function registerAdmin(program: Command): void {
     .option("--data-dir <dir>", "data directory (env CKPT_DATA_DIR; default ./ckpt-data)")
     .option("--dry-run", "report only; change nothing")
     .option("--min-age <seconds>", "keep orphans and temporary upload data younger than this: a running server may be using them", "3600")
-    .option("-o, --output <format>", "text or json", "text")
+    .addOption(outputOption(undefined, { text: "table" }))
     .action(async (opts) => {
       const config = loadServerConfig({ dataDir: opts.dataDir });
       if (!/^[0-9]+$/.test(String(opts.minAge))) throw new CliError("--min-age must be a whole number of seconds");
@@ -134,8 +134,7 @@ export function registerAdmin(program: Command): void {
       const runtime = await openRuntime(config);
       try {
         const report = await collectGarbage(runtime.service, { dryRun, minAgeMs: minAgeSeconds * 1000 });
-        if (opts.output === "json") process.stdout.write(JSON.stringify(report, null, 2) + "\n");
-        else process.stdout.write(formatGcReport(report, dryRun));
+        printGcReport(opts.output, report, dryRun);
       } finally {
         await runtime.close();
       }
@@ -172,6 +171,13 @@ export async function collectGarbage(service: CkptService, options: { dryRun: bo
     orphans.push({ key, sizeBytes: stat.sizeBytes, action });
   }
   return { interruptedDeletes, temporaryRemoved, orphans };
+}
+
+/** `-o json`: the report as one document; `-o jsonl`: one line per orphan blob; `-o table`: lines for people. */
+function printGcReport(format: string, report: GcReport, dryRun: boolean): void {
+  if (format === "json") process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+  else if (format === "jsonl") printJsonLines(report.orphans);
+  else process.stdout.write(formatGcReport(report, dryRun));
 }
 
 function formatGcReport(report: GcReport, dryRun: boolean): string {

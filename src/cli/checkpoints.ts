@@ -1,7 +1,9 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { clientFrom, formatBytes, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
-import { outputOption, printable, printJson } from "./output.js";
+import { quietOption } from "./reporter.js";
+import { outputOption, printable, printJson, printJsonLines, printListing } from "./output.js";
 
 export function registerCheckpoints(program: Command): void {
   const checkpoints = withRemoteOptions(
@@ -10,13 +12,12 @@ export function registerCheckpoints(program: Command): void {
       .description("list a job's checkpoints (state, size, files, aliases, pins); complete, pin and unpin them")
       .requiredOption("--project <nameOrId>", "training project (name or id)")
       .option("--job <id>", "training job id (default: the project's latest job)")
-      .addOption(outputOption(["table", "json"])),
+      .addOption(outputOption())
+      .addOption(quietOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
-    const listed = await client.listCheckpoints(project.id, job.id);
-    if (opts.output === "json") return printJson(listed);
-    process.stdout.write(
+    printListing(opts.output, await client.listCheckpoints(project.id, job.id), (listed) =>
       table([
         ["CHECKPOINT", "STATE", "TYPE", "SIZE", "FILES", "ALIASES", "PINNED", "CREATED"],
         ...listed.map((c) => [
@@ -40,11 +41,12 @@ export function registerCheckpoints(program: Command): void {
       .description(`${description} (CHECKPOINT: an id, 'latest' or @ALIAS; --job is not needed with @ALIAS)`)
       .action(async (ref: string, _opts: unknown, command: Command) => {
       const opts = command.optsWithGlobals();
-      const client = clientFrom(opts);
+      const client = clientFrom(opts, process.env, apiFetch());
       const project = await client.resolveProject(opts.project);
       const target = await resolveCheckpointRef(client, project.id, ref, () => (opts.job ? client.getJob(project.id, opts.job) : client.latestJob(project.id)));
       const checkpoint = (await run(client, project.id, target.jobId, target.checkpointId)) as { checkpoint_id: string; state?: string; pinned?: boolean };
       if (opts.output === "json") return printJson(checkpoint);
+      if (opts.output === "jsonl") return printJsonLines([checkpoint]);
       process.stdout.write(`${printable(checkpoint.checkpoint_id)} (job ${target.jobId}): ${checkpoint.state}${checkpoint.pinned ? ", pinned" : ""}\n`);
       });
 

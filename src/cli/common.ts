@@ -23,7 +23,8 @@ export function withRemoteOptions(cmd: Command): Command {
     .addOption(new Option("--api-key <key>", "API key (env CKPT_API_KEY, falling back to BASETEN_API_KEY)"));
 }
 
-export function clientFrom(opts: RemoteOptions, rawEnv: NodeJS.ProcessEnv = process.env): CkptClient {
+/** `fetchImpl`: the short read commands pass `apiFetch()` (api-fetch.ts); the default is the global fetch. */
+export function clientFrom(opts: RemoteOptions, rawEnv: NodeJS.ProcessEnv = process.env, fetchImpl?: typeof fetch): CkptClient {
   const env = ckptEnv(rawEnv);
   const apiUrl = opts.apiUrl ?? env.CKPT_API_URL ?? "http://127.0.0.1:8787";
   const apiKey = opts.apiKey ?? env.CKPT_API_KEY ?? env.BASETEN_API_KEY;
@@ -33,7 +34,7 @@ export function clientFrom(opts: RemoteOptions, rawEnv: NodeJS.ProcessEnv = proc
   } catch {
     throw new CliError(`--api-url must be an absolute URL (got '${apiUrl}')`);
   }
-  return new CkptClient({ apiUrl, apiKey });
+  return new CkptClient({ apiUrl, apiKey, fetch: fetchImpl });
 }
 
 /** `--project` takes a name or an id; `--job` defaults to the project's latest job. */

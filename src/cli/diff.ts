@@ -1,11 +1,12 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import type { CkptClient } from "../client/api.js";
 import { diffCheckpoints, type CheckpointDiff } from "../client/diff-checkpoints.js";
 import { inspectCheckpoint } from "../client/inspect-checkpoint.js";
 import { resolveCheckpointTarget } from "./checkpoint-ref.js";
 import { CliError, clientFrom, describeError, parseIntegerOption, withRemoteOptions } from "./common.js";
 import { formatShape, viaOption } from "./inspect.js";
-import { outputOption, printable, printJson } from "./output.js";
+import { outputOption, printable, printJson, printJsonLines } from "./output.js";
 
 /** `[JOB:]CHECKPOINT` or `@alias`: the job part defaults to --job (or the latest job). */
 export function parseSide(side: string): { job?: string; checkpoint: string } {
@@ -27,12 +28,12 @@ export function registerDiff(program: Command): void {
       .option("--job <id>", "job of a side without JOB: (default: the project's latest job)")
       .option("--concurrency <n>", "headers read at once in the Range fallback", parseIntegerOption("--concurrency", 1, 64), 8)
       .addOption(viaOption())
-      .addOption(outputOption(["table", "json"])),
+      .addOption(outputOption()),
   ).action(async (a: string, b: string, opts) => {
     let diff: CheckpointDiff;
     let sides: { job: string; checkpoint: string }[];
     try {
-      const client = clientFrom(opts);
+      const client = clientFrom(opts, process.env, apiFetch());
       const inspected = await Promise.all([a, b].map((side) => inspectSide(client, opts, side)));
       sides = inspected.map((s) => ({ job: s.jobId, checkpoint: s.inspection.checkpoint_id }));
       diff = diffCheckpoints(inspected[0]!.inspection, inspected[1]!.inspection);
@@ -41,6 +42,7 @@ export function registerDiff(program: Command): void {
       throw new CliError(describeError(err), 2);
     }
     if (opts.output === "json") printJson({ a: sides[0], b: sides[1], ...diff });
+    else if (opts.output === "jsonl") printJsonLines(diffLines(diff));
     else process.stdout.write(renderDiff(diff));
     process.exitCode = diff.identical ? 0 : 1;
   });
@@ -50,6 +52,16 @@ async function inspectSide(client: CkptClient, opts: { project: string; job?: st
   const { job: jobPart, checkpoint } = parseSide(side);
   const { projectId, jobId, checkpointId } = await resolveCheckpointTarget(client, opts.project, jobPart ?? opts.job, checkpoint);
   return { jobId, inspection: await inspectCheckpoint(client, { projectId, jobId, checkpointId, via: opts.via, concurrency: opts.concurrency }) };
+}
+
+/** `-o jsonl`: one line per difference, tensors then files, each with what kind it is. */
+function diffLines(d: CheckpointDiff): Record<string, unknown>[] {
+  return [
+    ...d.added.map((t) => ({ kind: "tensor", change: "added", ...t })),
+    ...d.removed.map((t) => ({ kind: "tensor", change: "removed", ...t })),
+    ...d.changed.map(({ changes, ...t }) => ({ kind: "tensor", change: "changed", changes, ...t })),
+    ...d.files.map((f) => ({ kind: "file", ...f })),
+  ];
 }
 
 export function renderDiff(d: CheckpointDiff): string {

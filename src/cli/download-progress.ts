@@ -1,8 +1,10 @@
-import type { DownloadEvent, DownloadSummary, ProgressSnapshot } from "../client/index.js";
+import type { DownloadEvent, DownloadSummary } from "../client/download/types.js";
+import type { ProgressSnapshot } from "../client/download/progress.js";
 import { formatBytes } from "./common.js";
 import { printable } from "./output.js";
 
-export type ProgressMode = "live" | "lines" | "json" | "quiet";
+import type { Reporter } from "./reporter.js";
+import type { OutputFormat } from "./output.js";
 
 export interface ProgressReporter {
   onEvent(event: DownloadEvent): void;
@@ -10,28 +12,20 @@ export interface ProgressReporter {
   finish(summary: DownloadSummary): void;
 }
 
-/** Live display on a terminal, periodic lines otherwise; `--json` and `--quiet` override. */
-export function progressModeFor(opts: { json?: boolean; quiet?: boolean }, stderrIsTty: boolean): ProgressMode {
-  if (opts.json) return "json";
-  if (opts.quiet) return "quiet";
-  return stderrIsTty ? "live" : "lines";
-}
-
-export function createProgressReporter(mode: ProgressMode, linesEveryMs = 5_000): ProgressReporter {
-  switch (mode) {
-    case "json":
-      return jsonReporter();
-    case "live":
-      return liveReporter();
-    case "lines":
-      return linesReporter(linesEveryMs);
-    case "quiet":
-      return { onEvent: () => {}, finish: () => {} };
-  }
+/**
+ * What `ckpt download` shows, by `-o`: `table` (the default) tells the person through the
+ * command's reporter (the plan and the summary as lines, a live status line on a terminal,
+ * failures as warnings); `jsonl` prints every event as a JSON line on stdout (`--json`);
+ * `json` prints one JSON document, the summary, at the end.
+ */
+export function createProgressReporter(format: OutputFormat, reporter: Reporter): ProgressReporter {
+  if (format === "jsonl") return jsonLinesReporter();
+  if (format === "json") return { onEvent: () => {}, finish: (summary) => process.stdout.write(JSON.stringify(summary, null, 2) + "\n") };
+  return humanReporter(reporter);
 }
 
 /** One JSON object per line on stdout; `progress` ticks at most once a second. */
-function jsonReporter(): ProgressReporter {
+function jsonLinesReporter(): ProgressReporter {
   let lastTick = 0;
   return {
     onEvent(event) {
@@ -47,49 +41,22 @@ function jsonReporter(): ProgressReporter {
   };
 }
 
-/** One status line on stderr, redrawn in place; retries and failures are printed above it. */
-function liveReporter(): ProgressReporter {
+function humanReporter(reporter: Reporter): ProgressReporter {
   let lastDraw = 0;
   let retries = 0;
-  let latest: ProgressSnapshot | null = null;
-  const draw = (): void => {
-    if (latest) process.stderr.write(`\r\x1b[K${statusLine(latest, retries)}`);
-  };
   return {
     onEvent(event) {
-      latest = event.progress;
       if (event.type === "retry") retries++;
-      if (event.type === "file-failed") {
-        process.stderr.write(`\r\x1b[Kfailed: ${printable(event.file.localName)}: ${printable(event.error)}\n`);
-        draw();
-      }
+      if (event.type === "planned") reporter.info(planLine(event.progress));
+      if (event.type === "file-failed") reporter.warn(`failed: ${printable(event.file.localName)}: ${printable(event.error)}`);
       if (Date.now() - lastDraw >= 100 || event.type === "planned") {
         lastDraw = Date.now();
-        draw();
+        reporter.progress(statusLine(event.progress, retries));
       }
     },
     finish(summary) {
-      process.stderr.write(`\r\x1b[K${summaryLine(summary)}\n`);
-    },
-  };
-}
-
-/** For logs and pipes: a line every few seconds, and one for each failure. */
-function linesReporter(everyMs: number): ProgressReporter {
-  let lastLine = Date.now();
-  let retries = 0;
-  return {
-    onEvent(event) {
-      if (event.type === "retry") retries++;
-      if (event.type === "planned") process.stderr.write(planLine(event.progress) + "\n");
-      if (event.type === "file-failed") process.stderr.write(`failed: ${printable(event.file.localName)}: ${printable(event.error)}\n`);
-      if (event.type === "progress" && Date.now() - lastLine >= everyMs) {
-        lastLine = Date.now();
-        process.stderr.write(statusLine(event.progress, retries) + "\n");
-      }
-    },
-    finish(summary) {
-      process.stderr.write(summaryLine(summary) + "\n");
+      reporter.clearProgress();
+      reporter.info(summaryLine(summary));
     },
   };
 }

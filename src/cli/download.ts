@@ -1,11 +1,15 @@
 import type { Command } from "commander";
-import { downloadCheckpoint, DEFAULT_TUNING, type DownloadSummary } from "../client/index.js";
+import { downloadCheckpoint } from "../client/download/download-checkpoint.js";
+import { DEFAULT_TUNING, type DownloadSummary } from "../client/download/types.js";
+import { MAX_NODE_RANK } from "../domain/names.js";
 import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { writeDownloadManifest } from "../client/download-manifest.js";
 import { describeNotComplete } from "./checkpoint-refusal.js";
 import { CliError, clientFrom, collect, formatBytes, parseIntegerOption, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
-import { createProgressReporter, progressModeFor } from "./download-progress.js";
-import { collectInteger, exitQuietlyOnBrokenPipe, parseByteSize, printable } from "./output.js";
+import { createProgressReporter } from "./download-progress.js";
+import { finishingMessage, handleInterrupts } from "./interrupt.js";
+import { collectInteger, exitQuietlyOnBrokenPipe, jsonFlagOption, outputOption, parseByteSize, printable } from "./output.js";
+import { createReporter, quietOption } from "./reporter.js";
 
 export function registerDownload(program: Command): void {
   withRemoteOptions(
@@ -21,7 +25,7 @@ export function registerDownload(program: Command): void {
       .option("--checkpoint <ref>", "only this checkpoint: its id (top-level folder), 'latest' (the newest COMPLETE one), or @ALIAS (any job; @best: the job's best)")
       .option("--allow-partial", "download a checkpoint that is not COMPLETE (still WRITING, or INCOMPLETE)")
       .option("--include <glob>", "only files matching this glob (repeatable; a glob without '/' matches base names)", collect)
-      .option("--rank <n>", "only this node rank (repeatable)", collectInteger("--rank", 0, 65535))
+      .option("--rank <n>", "only this node rank (repeatable)", collectInteger("--rank", 0, MAX_NODE_RANK))
       .option("--flat", "no rank-<n> folder (only when a single rank is selected)")
       .option(
         "--concurrency <n>",
@@ -33,28 +37,29 @@ export function registerDownload(program: Command): void {
       .option("--retries <n>", "tries per request before a file is given up (default 6)", parseIntegerOption("--retries", 1, 100))
       .option("--idle-timeout <seconds>", "abandon (and retry) a response that sends nothing for this long (default 60)", parseIntegerOption("--idle-timeout", 1, 3600))
       .option("--dry-run", "list what would be downloaded, resumed or skipped; write nothing")
-      .option("--json", "print events as JSON lines on stdout instead of a progress display")
-      .option("--quiet", "print nothing but errors"),
+      .addOption(outputOption())
+      .addOption(jsonFlagOption("jsonl", "same as -o jsonl: every event as a JSON line on stdout"))
+      .addOption(quietOption()),
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
     const client = clientFrom(opts);
-    const { project, job, checkpoint } = await resolveDownloadTarget(client, opts);
-    const reporter = createProgressReporter(progressModeFor(opts, process.stderr.isTTY === true));
-    const abort = new AbortController();
-    const interrupt = (): void => {
-      if (abort.signal.aborted) process.exit(130); // a second Ctrl-C: stop waiting for cleanup
-      abort.abort();
-    };
-    process.on("SIGINT", interrupt);
-    process.on("SIGTERM", interrupt);
+    const reporter = createReporter(opts);
+    const progress = createProgressReporter(opts.output, reporter);
+    // From the start: a Ctrl-C while the job and checkpoint are being looked up lets those
+    // requests end, then starts no download.
+    const interrupts = handleInterrupts({ onFirst: (signal) => reporter.info(finishingMessage(signal)) });
+    const interrupted = () => interrupts.error("interrupted: run the same command again to resume");
     let summary: DownloadSummary;
+    let target: Awaited<ReturnType<typeof resolveDownloadTarget>>;
     try {
+      target = await resolveDownloadTarget(client, opts);
+      if (interrupts.signal.aborted) throw interrupted();
       summary = await downloadCheckpoint({
         client,
-        projectId: project.id,
-        jobId: job.id,
-        dest: opts.out ?? job.id,
-        checkpoint: checkpoint?.id,
+        projectId: target.project.id,
+        jobId: target.job.id,
+        dest: opts.out ?? target.job.id,
+        checkpoint: target.checkpoint?.id,
         include: opts.include,
         nodeRanks: opts.rank,
         flat: opts.flat,
@@ -64,16 +69,17 @@ export function registerDownload(program: Command): void {
         retry: opts.retries === undefined ? undefined : { attempts: opts.retries },
         idleTimeoutMs: opts.idleTimeout === undefined ? undefined : opts.idleTimeout * 1000,
         dryRun: opts.dryRun,
-        signal: abort.signal,
-        onProgress: (event) => reporter.onEvent(event),
+        signal: interrupts.signal,
+        onProgress: (event) => progress.onEvent(event),
       });
     } catch (err) {
-      if (abort.signal.aborted) throw new CliError("interrupted: run the same command again to resume", 130);
+      reporter.clearProgress();
+      if (interrupts.signal.aborted) throw interrupted();
       throw err;
     } finally {
-      process.off("SIGINT", interrupt);
-      process.off("SIGTERM", interrupt);
+      interrupts.dispose();
     }
+    const { project, job, checkpoint } = target;
     if (!opts.dryRun && summary.failed.length === 0 && summary.files.length > 0)
       await writeDownloadManifest(
         summary.dest,
@@ -81,8 +87,8 @@ export function registerDownload(program: Command): void {
         summary.files,
       );
     if (summary.files.length === 0) throw new CliError(`nothing to download: no checkpoint file of job ${job.id} matches the selection`);
-    if (opts.dryRun && !opts.json) printPlan(summary);
-    reporter.finish(summary);
+    if (opts.dryRun && opts.output === "table") printPlan(summary);
+    progress.finish(summary);
     if (summary.failed.length)
       throw new CliError(
         `${summary.failed.length} of ${summary.files.length} files failed:\n` +

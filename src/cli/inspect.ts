@@ -1,8 +1,9 @@
 import { Option, type Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import { inspectCheckpoint, type CheckpointInspection } from "../client/inspect-checkpoint.js";
 import { resolveCheckpointTarget } from "./checkpoint-ref.js";
 import { clientFrom, formatBytes, parseIntegerOption, table, withRemoteOptions } from "./common.js";
-import { outputOption, printable, printJson } from "./output.js";
+import { outputOption, printable, printJson, printJsonLines } from "./output.js";
 
 export const viaOption = () =>
   new Option("--via <how>", "extension: ckpt's tensors route; range: read headers through presigned URLs (any server, Baseten too); auto: the route, else range")
@@ -29,12 +30,19 @@ export function registerInspect(program: Command): void {
       .option("--file <name>", "only this file (its relative_file_name)")
       .option("--concurrency <n>", "headers read at once in the Range fallback", parseIntegerOption("--concurrency", 1, 64), 8)
       .addOption(viaOption())
-      .addOption(outputOption(["table", "json"])),
+      .addOption(outputOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const { projectId, jobId, checkpointId } = await resolveCheckpointTarget(client, opts.project, opts.job, opts.checkpoint);
     const inspection = await inspectCheckpoint(client, { projectId, jobId, checkpointId, fileName: opts.file, via: opts.via, concurrency: opts.concurrency });
     if (opts.output === "json") return printJson({ training_job_id: jobId, ...inspection });
+    // One line per tensor, each naming its file: `ckpt inspect -o jsonl | jq 'select(.dtype == "F32")'`.
+    if (opts.output === "jsonl")
+      return printJsonLines(
+        inspection.files.flatMap((f) =>
+          f.tensors.map((t) => ({ training_job_id: jobId, checkpoint_id: inspection.checkpoint_id, node_rank: f.node_rank, relative_file_name: f.relative_file_name, ...t })),
+        ),
+      );
     process.stdout.write(renderInspection(inspection));
   });
 }

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import { clientFrom, table, withRemoteOptions } from "./common.js";
-import { outputOption, printable, printJson } from "./output.js";
+import { outputOption, printable, printListing } from "./output.js";
 
 export function registerJobs(program: Command): void {
   const jobs = program.command("jobs").description("list a project's training jobs, or create one");
@@ -10,17 +11,12 @@ export function registerJobs(program: Command): void {
       .command("list", { isDefault: true })
       .description("list a project's training jobs, newest first (the default)")
       .requiredOption("--project <nameOrId>", "training project (name or id)")
-      .addOption(outputOption(["table", "json"])),
+      .addOption(outputOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const project = await client.resolveProject(opts.project);
-    const list = await client.listJobs(project.id);
-    if (opts.output === "json") return printJson(list);
-    process.stdout.write(
-      table([
-        ["ID", "NAME", "STATUS", "CREATED"],
-        ...list.map((j) => [j.id, printable(j.name ?? "-"), j.current_status, j.created_at]),
-      ]),
+    printListing(opts.output, await client.listJobs(project.id), (list) =>
+      table([["ID", "NAME", "STATUS", "CREATED"], ...list.map((j) => [j.id, printable(j.name ?? "-"), j.current_status, j.created_at])]),
     );
   });
 
@@ -31,7 +27,7 @@ export function registerJobs(program: Command): void {
       .requiredOption("--project <nameOrId>", "training project (name or id)")
       .option("--name <name>", "job name"),
   ).action(async (opts) => {
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const project = await client.resolveProject(opts.project);
     const job = await client.createJob(project.id, opts.name === undefined ? {} : { name: opts.name });
     process.stdout.write(`${job.id}\n`);

@@ -1,8 +1,10 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import { latestCheckpointId } from "../client/download/latest-checkpoint.js";
 import { fileSelector } from "../client/download/plan.js";
 import { listAllFiles } from "../client/download/url-book.js";
 import type { CheckpointFile } from "../client/types.js";
+import { MAX_NODE_RANK } from "../domain/names.js";
 import { clientFrom, collect, formatBytes, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
 import { collectInteger, exitQuietlyOnBrokenPipe, outputOption, printable, printJson } from "./output.js";
 
@@ -15,12 +17,12 @@ export function registerLs(program: Command): void {
       .option("--job <id>", "training job id (default: the project's latest job)")
       .option("--checkpoint <id>", "only this checkpoint (top-level folder), or 'latest'")
       .option("--include <glob>", "only files matching this glob (repeatable; a glob without '/' matches base names)", collect)
-      .option("--rank <n>", "only this node rank (repeatable)", collectInteger("--rank", 0, 65535))
+      .option("--rank <n>", "only this node rank (repeatable)", collectInteger("--rank", 0, MAX_NODE_RANK))
       .option("--urls", "also show presigned URLs (anyone holding one can read the file until it expires)")
-      .addOption(outputOption(["table", "json", "jsonl"])),
+      .addOption(outputOption()),
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
     const args = { projectId: project.id, jobId: job.id };
     const checkpointId = opts.checkpoint === "latest" ? await latestCheckpointId(client, project.id, job.id, () => listAllFiles(client, args)) : opts.checkpoint;

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import { clientFrom, table, withRemoteOptions } from "./common.js";
-import { outputOption, printable, printJson } from "./output.js";
+import { outputOption, printable, printListing } from "./output.js";
 
 export function registerProjects(program: Command): void {
   const projects = program.command("projects").description("list training projects, or create one");
@@ -9,22 +10,17 @@ export function registerProjects(program: Command): void {
     projects
       .command("list", { isDefault: true })
       .description("list training projects (the default)")
-      .addOption(outputOption(["table", "json"])),
+      .addOption(outputOption()),
   ).action(async (opts) => {
-    const list = await clientFrom(opts).listProjects();
-    if (opts.output === "json") return printJson(list);
-    process.stdout.write(
-      table([
-        ["ID", "NAME", "LATEST JOB", "UPDATED"],
-        ...list.map((p) => [p.id, printable(p.name), p.latest_job?.id ?? "-", p.updated_at]),
-      ]),
+    printListing(opts.output, await clientFrom(opts, process.env, apiFetch()).listProjects(), (list) =>
+      table([["ID", "NAME", "LATEST JOB", "UPDATED"], ...list.map((p) => [p.id, printable(p.name), p.latest_job?.id ?? "-", p.updated_at])]),
     );
   });
 
   withRemoteOptions(
     projects.command("create <name>").description("create a training project (or find the one of that name); prints its id"),
   ).action(async (name: string, opts) => {
-    const project = await clientFrom(opts).upsertProject(name);
+    const project = await clientFrom(opts, process.env, apiFetch()).upsertProject(name);
     process.stdout.write(`${project.id}\n`);
   });
 }

@@ -1,8 +1,9 @@
 import type { Command } from "commander";
+import { apiFetch } from "./api-fetch.js";
 import type { RetentionPolicy } from "../client/types.js";
 import { parseDuration } from "../domain/retention.js";
 import { CliError, clientFrom, formatBytes, parseIntegerOption, table, withRemoteOptions } from "./common.js";
-import { outputOption, printable, printJson } from "./output.js";
+import { outputOption, printable, printJson, printJsonLines } from "./output.js";
 
 /** `ckpt retention`: a per-project policy, a plan of what it deletes, and applying exactly that plan. */
 export function registerRetention(program: Command): void {
@@ -19,7 +20,7 @@ export function registerRetention(program: Command): void {
       .option("--mode <min|max>", "direction of --metric (default: min for losses and errors, max otherwise)")
       .option("--max-age <age>", "keep checkpoints younger than this: 14d, 36h, 90m, 3600s")
       .option("--auto", "the server applies the policy each time a checkpoint completes")
-      .addOption(outputOption(["table", "json"])),
+      .addOption(outputOption()),
   ).action(async (opts) => {
     if (opts.mode !== undefined && opts.mode !== "min" && opts.mode !== "max") throw new CliError("--mode must be min or max");
     let maxAge: number | null = null;
@@ -27,7 +28,7 @@ export function registerRetention(program: Command): void {
       maxAge = parseDuration(opts.maxAge);
       if (maxAge === null) throw new CliError(`--max-age must be a duration such as 14d, 36h or 90m (got '${opts.maxAge}')`);
     }
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const policy = await client.putRetentionPolicy((await client.resolveProject(opts.project)).id, {
       keep_last: opts.keepLast ?? null,
       keep_best: opts.keepBest ?? null,
@@ -39,16 +40,17 @@ export function registerRetention(program: Command): void {
     printPolicy(policy, opts.output);
   });
 
-  withProject(retention.command("show").description("the project's policy").addOption(outputOption(["table", "json"]))).action(async (opts) => {
-    const client = clientFrom(opts);
+  withProject(retention.command("show").description("the project's policy").addOption(outputOption())).action(async (opts) => {
+    const client = clientFrom(opts, process.env, apiFetch());
     printPolicy(await client.getRetentionPolicy((await client.resolveProject(opts.project)).id), opts.output);
   });
 
-  withProject(retention.command("plan").description("exactly what applying the policy now deletes, and the bytes it frees").addOption(outputOption(["table", "json"]))).action(
+  withProject(retention.command("plan").description("exactly what applying the policy now deletes, and the bytes it frees").addOption(outputOption())).action(
     async (opts) => {
-      const client = clientFrom(opts);
+      const client = clientFrom(opts, process.env, apiFetch());
       const plan = await client.planRetention((await client.resolveProject(opts.project)).id);
       if (opts.output === "json") return printJson(plan);
+      if (opts.output === "jsonl") return printJsonLines(plan.delete);
       if (plan.delete.length === 0) process.stdout.write("nothing to delete\n");
       else
         process.stdout.write(
@@ -64,9 +66,9 @@ export function registerRetention(program: Command): void {
     retention
       .command("apply")
       .description("delete what `retention plan` lists now (and nothing it does not)")
-      .addOption(outputOption(["table", "json"])),
+      .addOption(outputOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch());
     const projectId = (await client.resolveProject(opts.project)).id;
     const plan = await client.planRetention(projectId);
     const result = await client.applyRetention(
@@ -74,6 +76,7 @@ export function registerRetention(program: Command): void {
       plan.delete.map((c) => ({ training_job_id: c.training_job_id, checkpoint_id: c.checkpoint_id })),
     );
     if (opts.output === "json") return printJson(result);
+    if (opts.output === "jsonl") return printJsonLines(result.deleted);
     for (const c of result.deleted) process.stdout.write(`deleted ${c.training_job_id} ${printable(c.checkpoint_id)} (${formatBytes(c.size_bytes)})\n`);
     process.stdout.write(`${result.deleted.length} checkpoints deleted, ${formatBytes(result.bytes_freed)} freed\n`);
   });
@@ -81,6 +84,7 @@ export function registerRetention(program: Command): void {
 
 function printPolicy(policy: RetentionPolicy, output: string): void {
   if (output === "json") return printJson(policy);
+  if (output === "jsonl") return printJsonLines([policy]);
   const show = (v: unknown) => (v === null ? "-" : String(v));
   process.stdout.write(
     table([

@@ -1,14 +1,15 @@
 import type { Command } from "commander";
 import { verifyDownload } from "../client/download-manifest.js";
 import { CliError } from "./common.js";
-import { printable, printJson } from "./output.js";
+import { jsonFlagOption, outputOption, printable, printJson } from "./output.js";
 
 /** `ckpt verify DIR`: a downloaded tree against its manifest, offline. */
 export function registerVerify(program: Command): void {
   program
     .command("verify <dir>")
     .description("check a downloaded folder against the manifest ckpt download wrote: missing, extra and changed files (offline)")
-    .option("--json", "print the report as JSON")
+    .addOption(outputOption(["table", "json"]))
+    .addOption(jsonFlagOption("json"))
     .action(async (dir: string, opts) => {
       let report;
       try {
@@ -17,7 +18,7 @@ export function registerVerify(program: Command): void {
         throw new CliError((err as Error).message);
       }
       const bad = report.missing.length + report.changed.length + report.extra.length;
-      if (opts.json)
+      if (opts.output === "json")
         printJson({
           ok: report.ok,
           missing: report.missing.map((f) => f.local_path),
