@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { DEFAULT_SYNC_TUNING, type SyncEvent, type SyncSummary, type SyncTuning } from "../client/sync/types.js";
 import { CliError, formatBytes, parseIntegerOption } from "./common.js";
 import { parseByteSize, printable } from "./output.js";
+import { createReporter, quietOption } from "./reporter.js";
 
 /** The engine options `ckpt run` and `ckpt sync` share. */
 export function withSyncOptions(cmd: Command): Command {
@@ -14,7 +15,7 @@ export function withSyncOptions(cmd: Command): Command {
     .option("--scan-interval <seconds>", `how often the folder is scanned (default ${DEFAULT_SYNC_TUNING.scanIntervalMs / 1000})`, parseSeconds("--scan-interval"))
     .option("--concurrency <n>", `files uploaded at once (default ${DEFAULT_SYNC_TUNING.concurrency})`, parseIntegerOption("--concurrency", 1, 64))
     .option("--max-upload-rate <size>", "upload bandwidth cap per second for all files together, e.g. 50MiB (default: none)", parseRate)
-    .option("--quiet", "print only warnings and errors");
+    .addOption(quietOption());
 }
 
 export interface SyncCliOptions {
@@ -36,23 +37,19 @@ export function syncTuningFrom(opts: SyncCliOptions): Partial<SyncTuning> {
 
 /** One line on stderr per event, prefixed so it stands out in the training command's output. */
 export function logSyncEvent(quiet: boolean): (event: SyncEvent) => void {
+  const reporter = createReporter({ quiet, prefix: LINE_PREFIX });
   return (event) => {
     switch (event.type) {
       case "resumed":
-        if (!quiet) log(`${event.files} files already synced by an earlier run`);
-        return;
+        return reporter.info(`${event.files} files already synced by an earlier run`);
       case "uploaded":
-        if (!quiet) log(`uploaded ${printable(event.name)} (${formatBytes(event.size)})`);
-        return;
+        return reporter.info(`uploaded ${printable(event.name)} (${formatBytes(event.size)})`);
       case "changed-during-upload":
-        if (!quiet) log(`${printable(event.name)} changed while being uploaded; it is uploaded again once it settles`);
-        return;
+        return reporter.info(`${printable(event.name)} changed while being uploaded; it is uploaded again once it settles`);
       case "upload-failed":
-        log(`upload of ${printable(event.name)} failed${event.willRetry ? " (will retry)" : ""}: ${printable(event.message)}`);
-        return;
+        return reporter.warn(`upload of ${printable(event.name)} failed${event.willRetry ? " (will retry)" : ""}: ${printable(event.message)}`);
       case "warning":
-        log(`warning: ${printable(event.message)}`);
-        return;
+        return reporter.warn(printable(event.message));
     }
   };
 }
@@ -68,8 +65,11 @@ export function describeFailures(summary: SyncSummary): string {
   return summary.failed.map((f) => `  ${printable(f.name)}: ${printable(f.message)}`).join("\n");
 }
 
+const LINE_PREFIX = "ckpt: ";
+
+/** A line that is always printed (summaries with failures, exits), with the same prefix as the events. */
 export function log(message: string): void {
-  process.stderr.write(`ckpt: ${message}\n`);
+  process.stderr.write(`${LINE_PREFIX}${message}\n`);
 }
 
 /** Bytes per second, as a size ("50MiB"); zero would never send anything. */
