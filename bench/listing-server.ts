@@ -42,7 +42,7 @@ const runtime = await openRuntime(config);
 const service = values["no-sign"]
   ? new CkptService(runtime.service.metadata, unsignedBlobStore(runtime.service.blobs), runtime.service.limits)
   : runtime.service;
-const app = await buildApp({ service, signer: runtime.signer, jsonBodyLimit: config.jsonBodyLimit });
+const app = await buildApp({ service, signer: runtime.signer, servedBlobs: runtime.servedBlobs, jsonBodyLimit: config.jsonBodyLimit });
 await app.listen({ host: config.host, port: config.port });
 const stop = async () => {
   await app.close();

@@ -13,7 +13,7 @@ import { Readable } from "node:stream";
 import { performance } from "node:perf_hooks";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { S3BlobStore } from "../src/stores/blobs/s3.js";
+import { S3BlobStore } from "../src/stores/blobs/s3/blob-store.js";
 import { startRgw } from "../test/harness/rgw.js";
 
 function arg(name: string, fallback: number): number {

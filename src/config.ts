@@ -132,6 +132,26 @@ export const DEFAULT_MAX_PAGE_SIZE = 1000;
 export class ConfigError extends Error {}
 
 /**
+ * The one reading of an S3 location (the blob store's CKPT_BLOB_STORE, `ckpt admin import`'s
+ * source): `s3://bucket/some/prefix` -> `{ bucket: "bucket", prefix: "some/prefix/" }` (prefix ""
+ * when absent). The prefix is taken literally (no percent-decoding), like the AWS CLI does.
+ */
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([^/?#]*)(?:\/([^?#]*))?$/i.exec(url);
+  if (!m) throw new Error(`an S3 location must look like s3://bucket or s3://bucket/prefix (got ${JSON.stringify(url)})`);
+  const bucket = m[1] ?? "";
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/.test(bucket))
+    throw new Error(`${JSON.stringify(bucket)} is not a valid S3 bucket name (in ${JSON.stringify(url)})`);
+  const path = (m[2] ?? "").replace(/\/+$/, "");
+  if (path === "") return { bucket, prefix: "" };
+  for (const segment of path.split("/")) {
+    if (segment === "" || segment === "." || segment === "..")
+      throw new Error(`the prefix of ${JSON.stringify(url)} must not contain empty, "." or ".." segments`);
+  }
+  return { bucket, prefix: `${path}/` };
+}
+
+/**
  * The environment as ckpt reads it: a CKPT_* variable (or BASETEN_API_KEY) set to the empty
  * string counts as unset, so `CKPT_API_KEY= ckpt ls` falls back to BASETEN_API_KEY and
  * `CKPT_PORT=` means the default port, never "port ''". Every reader of ckpt's variables goes
@@ -259,15 +279,18 @@ function rateLimitConfig(raw: string | undefined): RateLimit | null {
 
 function blobStoreConfig(raw: string | undefined, env: NodeJS.ProcessEnv): BlobStoreConfig {
   if (raw === undefined || raw === "" || raw === "local") return { kind: "local" };
-  const m = /^s3:\/\/([^/?#]+)\/?([^?#]*)$/.exec(raw);
-  if (!m) throw new ConfigError(`CKPT_BLOB_STORE must be 'local' or s3://bucket[/prefix] (got ${JSON.stringify(raw)})`);
-  const prefix = m[2]!.replace(/^\/+|\/+$/g, "");
+  let location: { bucket: string; prefix: string };
+  try {
+    location = parseS3Url(raw);
+  } catch (err) {
+    throw new ConfigError(`CKPT_BLOB_STORE must be 'local' or s3://bucket[/prefix]: ${(err as Error).message}`);
+  }
   const forcePathStyle = (env.CKPT_S3_FORCE_PATH_STYLE ?? (env.CKPT_S3_ENDPOINT ? "true" : "false")).toLowerCase();
   if (!["true", "false", "1", "0"].includes(forcePathStyle)) throw new ConfigError("CKPT_S3_FORCE_PATH_STYLE must be true or false");
   return {
     kind: "s3",
-    bucket: m[1]!,
-    prefix: prefix ? `${prefix}/` : "",
+    bucket: location.bucket,
+    prefix: location.prefix,
     endpoint: s3Endpoint("CKPT_S3_ENDPOINT", env.CKPT_S3_ENDPOINT),
     publicEndpoint: s3Endpoint("CKPT_S3_PUBLIC_ENDPOINT", env.CKPT_S3_PUBLIC_ENDPOINT),
     region: env.CKPT_S3_REGION ?? env.AWS_REGION ?? "us-east-1",

@@ -1,8 +1,7 @@
 import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
 import { issueKey, ownerEmailProblem } from "../domain/keys.js";
-import { rotateKeyring } from "../stores/blobs/url-signing.js";
-import { openMetadataStore, openRuntime } from "./server-runtime.js";
+import { openMetadataStore, openRuntime, rotateKeyring } from "./server-runtime.js";
 import type { CkptService } from "../domain/service.js";
 import { CliError, table } from "./common.js";
 import { outputOption, printJsonLines, printListing } from "./output.js";
@@ -99,7 +98,7 @@ export function registerAdmin(program: Command): void {
     .option("--revoke-previous", "also invalidate every URL signed with earlier secrets")
     .action(async (opts) => {
       const config = loadServerConfig({ dataDir: opts.dataDir });
-      const keyring = rotateKeyring(config.dataDir, Boolean(opts.revokePrevious));
+      const keyring = await rotateKeyring(config.dataDir, Boolean(opts.revokePrevious));
       const store = await openMetadataStore(config);
       try {
         await recordAudit(store, adminActor(), {

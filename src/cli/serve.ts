@@ -87,6 +87,7 @@ export function registerServe(program: Command): void {
       const app = await buildApp({
         service: runtime.service,
         signer: runtime.signer,
+        servedBlobs: runtime.servedBlobs,
         jsonBodyLimit: config.jsonBodyLimit,
         logger,
         tls,

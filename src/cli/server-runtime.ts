@@ -11,3 +11,7 @@ export async function openMetadataStore(...args: Parameters<typeof Runtime.openM
 export async function openRuntime(...args: Parameters<typeof Runtime.openRuntime>): ReturnType<typeof Runtime.openRuntime> {
   return (await import("../server/runtime.js")).openRuntime(...args);
 }
+
+export async function rotateKeyring(...args: Parameters<typeof Runtime.rotateKeyring>): Promise<ReturnType<typeof Runtime.rotateKeyring>> {
+  return (await import("../server/runtime.js")).rotateKeyring(...args);
+}

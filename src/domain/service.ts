@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { AUDIT_ACTIONS, recordAudit, type AuditActor, type AuditRecord } from "./audit.js";
 import { checkReadiness, type Readiness } from "./readiness.js";
-import { ApiError, badRequest, conflict, insufficientStorage, notFound, unauthorized } from "./errors.js";
+import { ApiError, badRequest, conflict, notFound, unauthorized } from "./errors.js";
 import { newId } from "./ids.js";
 import { keyFromAuthorization, parseKey, secretMatches } from "./keys.js";
 import { assertRelativeName, blobKeyOf, jobBlobPrefix, parseBlobKey } from "./names.js";
@@ -28,14 +28,8 @@ import {
 import type { MetadataStore } from "../stores/metadata/store.js";
 import { PrefixCollector, extractorFor, readFactsFrom, storeFacts, type StoredFacts } from "./file-facts.js";
 import { LISTING_FACT_FORMATS, checkpointFactsOf, pageCheckpointTensors, type CheckpointFacts, type CheckpointTensorsPage } from "./inspection.js";
-import {
-  BlobIntegrityError,
-  BlobNoSpaceError,
-  BlobPathConflictError,
-  type BlobStore,
-  type DirectUploadPlan,
-  type UploadedPartRef,
-} from "../stores/blobs/store.js";
+import type { BlobStore, DirectUploadPlan, UploadedPartRef } from "../stores/blobs/store.js";
+import { translateBlobErrors } from "./blob-errors.js";
 
 /** Direct-upload URLs live a day at most: long enough for a slow link, short enough to sweep. */
 const MAX_UPLOAD_TTL_SECONDS = 24 * 3600;
@@ -97,6 +91,11 @@ export interface FilePage {
   files: PresignedFile[];
   nextPageToken: number | null;
   totalCount: number;
+}
+
+export interface ServiceCapabilities {
+  /** Direct-upload parts are PUT to this API server (the embedded store), not to the object store. */
+  partsViaApiServer: boolean;
 }
 
 /**
@@ -494,7 +493,7 @@ export class CkptService {
     const now = new Date();
     const files = rows.map((file) => ({
       file,
-      url: this.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), this.limits.urlTtlSeconds, now),
+      url: this.fileUrl(projectId, jobId, file, now),
     }));
     // The count read with the job may trail a commit that landed since; never report fewer
     // files than this page proves exist.
@@ -781,6 +780,16 @@ export class CkptService {
   }
 
 
+  /** What the blob backend offers clients: whether direct-upload parts go via this API server. */
+  get capabilities(): ServiceCapabilities {
+    return { partsViaApiServer: this.blobs.capabilities.partsViaApiServer };
+  }
+
+  /** The presigned download URL of a listed file (lives `urlTtlSeconds`). */
+  fileUrl(projectId: string, jobId: string, file: Pick<FileRecord, "nodeRank" | "relativeName">, now?: Date): string {
+    return this.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), this.limits.urlTtlSeconds, now);
+  }
+
   /**
    * For the presigned download route: the file behind a blob key, if it is still listed. The URL
    * signature was already checked; this makes a deleted file (or job) a 404 even if bytes linger.
@@ -793,18 +802,6 @@ export class CkptService {
   }
 }
 
-
-/** Maps the blob stores' failures to the API's: integrity 400, path conflict 409, disk full 507. */
-async function translateBlobErrors<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof BlobIntegrityError) throw badRequest(err.message);
-    if (err instanceof BlobPathConflictError) throw conflict(err.message);
-    if (err instanceof BlobNoSpaceError) throw insufficientStorage(err.message);
-    throw err;
-  }
-}
 
 const isJobStatus = (s: string): s is JobStatus => (JOB_STATUSES as readonly string[]).includes(s);
 

@@ -5,7 +5,8 @@ import { Ajv } from "ajv";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits, type RateLimit } from "../config.js";
 import type { CkptService } from "../domain/service.js";
-import type { UrlSigner } from "../stores/blobs/url-signing.js";
+import type { ServableBlobStore } from "../domain/blob-serving.js";
+import type { UrlSigner } from "./url-signing.js";
 import { requireApiKey } from "./plugins/auth.js";
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./plugins/errors.js";
 import { refuseImpossibleIds } from "./plugins/ids.js";
@@ -13,7 +14,6 @@ import { limitJsonDepth } from "./plugins/json-body.js";
 import { limitRatePerKey } from "./plugins/rate-limit.js";
 import { installSecurityHeaders } from "./plugins/security-headers.js";
 import { limitBufferedBodyTime, nodeServerOptions } from "./plugins/slow-clients.js";
-import { LocalBlobStore } from "../stores/blobs/local.js";
 import { blobDownloadHandler, isBlobDownload } from "./routes/blob-downloads.js";
 import { blobRoutes } from "./routes/blobs.js";
 import { listCheckpointFilesRoute, uploadCheckpointFileRoute } from "./routes/checkpoint-files.js";
@@ -35,8 +35,10 @@ import { healthRoutes } from "./routes/health.js";
 
 export interface AppOptions {
   service: CkptService;
-  /** Present when blobs are served by this server (the local blob store). */
+  /** Present when blobs are served by this server (the local blob store), with `servedBlobs`. */
   signer?: UrlSigner;
+  /** The local blob store as the blob routes see it (Runtime.servedBlobs). */
+  servedBlobs?: ServableBlobStore;
   jsonBodyLimit: number;
   /** A pino logger built with `logSerializers`; no logging when absent. */
   logger?: FastifyBaseLogger;
@@ -159,9 +161,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   if (options.signer) {
-    await app.register(blobRoutes, { service: options.service, signer: options.signer });
-    const blobs = options.service.blobs;
-    if (!(blobs instanceof LocalBlobStore)) throw new Error("a URL signer is given only with the local blob store");
+    const blobs = options.servedBlobs;
+    if (!blobs) throw new Error("a URL signer is given only with the local blob store, and with it (servedBlobs)");
+    await app.register(blobRoutes, { service: options.service, signer: options.signer, blobs });
     let closing = false;
     app.addHook("preClose", async () => {
       closing = true;

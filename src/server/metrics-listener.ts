@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { FastifyBaseLogger } from "fastify";
+import { errorJson } from "./error-body.js";
 
 /**
  * The Prometheus endpoint, on a listener of its own (never the API's port, so it is not exposed
@@ -14,7 +15,7 @@ export async function startMetricsListener(
     const path = (req.url ?? "").split("?")[0];
     if (path !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) {
       res.writeHead(404, { "content-type": "application/json; charset=utf-8" });
-      return void res.end(JSON.stringify({ message: "only GET /metrics is served here", code: "NOT_FOUND" }));
+      return void res.end(errorJson("NOT_FOUND", "only GET /metrics is served here"));
     }
     render().then(
       ({ contentType, body }) => {
@@ -24,7 +25,7 @@ export async function startMetricsListener(
       (err: unknown) => {
         logger.error({ err }, "metrics scrape failed");
         res.writeHead(500, { "content-type": "application/json; charset=utf-8" });
-        res.end(JSON.stringify({ message: "metrics unavailable", code: "INTERNAL" }));
+        res.end(errorJson("INTERNAL", "metrics unavailable"));
       },
     );
   });

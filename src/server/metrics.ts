@@ -147,7 +147,7 @@ export class ServerMetrics {
   }
 
   /** The blob store, timed call by call, and its presigned URLs counted. */
-  instrumentBlobs(store: BlobStore): BlobStore {
+  instrumentBlobs<T extends BlobStore>(store: T): T {
     const blobDuration = this.blobDuration;
     const presigned = this.presignedUrls;
     const timed = instrument(store, NOT_TIMED_BLOBS, (operation, outcome, seconds) => blobDuration.observe({ operation, outcome }, seconds));

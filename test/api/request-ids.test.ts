@@ -32,7 +32,7 @@ before(async () => {
     },
   });
   const logger = pino({ level: "info", serializers: logSerializers }, sink);
-  app = await buildApp({ service: runtime.service, signer: runtime.signer, jsonBodyLimit: config.jsonBodyLimit, logger });
+  app = await buildApp({ service: runtime.service, signer: runtime.signer, servedBlobs: runtime.servedBlobs, jsonBodyLimit: config.jsonBodyLimit, logger });
   await app.listen({ host: "127.0.0.1", port });
   baseUrl = `http://127.0.0.1:${port}`;
   const org = await runtime.service.metadata.ensureOrganisation("acme");

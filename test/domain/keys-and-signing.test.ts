@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashSecret, issueKey, keyFromAuthorization, parseKey, secretMatches } from "../../src/domain/keys.js";
-import { UrlSigner, loadOrCreateKeyring, rotateKeyring } from "../../src/stores/blobs/url-signing.js";
+import { UrlSigner, loadOrCreateKeyring, rotateKeyring } from "../../src/server/url-signing.js";
 
 test("issued keys parse back, match only their own secret, and are never stored whole", () => {
   const key = issueKey();

@@ -67,7 +67,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     throw err;
   }
   await runtime.service.recover();
-  const app = await buildApp({ service: runtime.service, signer: runtime.signer, jsonBodyLimit: config.jsonBodyLimit });
+  const app = await buildApp({ service: runtime.service, signer: runtime.signer, servedBlobs: runtime.servedBlobs, jsonBodyLimit: config.jsonBodyLimit });
   await app.listen({ host: "127.0.0.1", port });
   const baseUrl = `http://127.0.0.1:${port}`;
   const s3 = config.blobStore.kind === "s3" ? config.blobStore : null;

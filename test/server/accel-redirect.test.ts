@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, loadServerConfig } from "../../src/config.js";
-import { LOCAL_BLOB_ROUTE_PREFIX } from "../../src/stores/blobs/local.js";
-import { UrlSigner, loadOrCreateKeyring } from "../../src/stores/blobs/url-signing.js";
+import { BLOB_ROUTE_PREFIX } from "../../src/server/blob-urls.js";
+import { UrlSigner, loadOrCreateKeyring } from "../../src/server/url-signing.js";
 import { servicesRequired } from "../harness/required.js";
 import { freePort, runCli, spawnServer, type ServerProcess } from "../harness/server.js";
 import { api, sha256, type Api } from "../helpers/api.js";
@@ -175,7 +175,7 @@ describe("ckpt serve --accel-redirect behind nginx", { skip: !nginxOrSkip() }, (
     const r = await fetch(ckpt.baseUrl + u.pathname + u.search);
     assert.equal(r.status, 200);
     assert.equal((await r.arrayBuffer()).byteLength, 0);
-    assert.equal(r.headers.get("x-accel-redirect"), INTERNAL_PREFIX + u.pathname.slice(LOCAL_BLOB_ROUTE_PREFIX.length - 1));
+    assert.equal(r.headers.get("x-accel-redirect"), INTERNAL_PREFIX + u.pathname.slice(BLOB_ROUTE_PREFIX.length - 1));
   });
 
   test("Range answers 206 with the right bytes; If-Range with the current ETag too, a stale one the whole file", async () => {
@@ -255,7 +255,7 @@ describe("ckpt serve --accel-redirect behind nginx", { skip: !nginxOrSkip() }, (
   });
 
   test("the internal location cannot be requested from outside", async () => {
-    const r = await fetch(`${nginx.baseUrl}${INTERNAL_PREFIX}/${new URL(urls.get("model.bin")!).pathname.slice(LOCAL_BLOB_ROUTE_PREFIX.length)}`);
+    const r = await fetch(`${nginx.baseUrl}${INTERNAL_PREFIX}/${new URL(urls.get("model.bin")!).pathname.slice(BLOB_ROUTE_PREFIX.length)}`);
     assert.equal(r.status, 404);
     await r.arrayBuffer();
   });

@@ -20,9 +20,9 @@ import {
 import {
   S3BlobStore,
   credentialRefreshDelayMs,
-  parseBlobStoreUrl,
   type S3BlobStoreConfig,
-} from "../../src/stores/blobs/s3.js";
+} from "../../src/stores/blobs/s3/blob-store.js";
+import { parseS3Url } from "../../src/config.js";
 import { rgwAvailable, startRgw, type RgwInstance } from "../harness/rgw.js";
 import { requireOrSkip } from "../harness/required.js";
 import { blobStoreSuite, type BlobStoreFixture } from "./blob-store.suite.js";
@@ -111,13 +111,13 @@ async function openStore(overrides: Partial<S3BlobStoreConfig> = {}): Promise<Bl
 
 blobStoreSuite("S3BlobStore on Ceph RGW", () => openStore(), { skip: !haveRgw, presignedFetch: true });
 
-describe("parseBlobStoreUrl", () => {
+describe("parseS3Url", () => {
   test("splits bucket and prefix, normalising the prefix to '' or 'a/b/'", () => {
-    assert.deepEqual(parseBlobStoreUrl("s3://ckpt-data"), { bucket: "ckpt-data", prefix: "" });
-    assert.deepEqual(parseBlobStoreUrl("s3://ckpt-data/"), { bucket: "ckpt-data", prefix: "" });
-    assert.deepEqual(parseBlobStoreUrl("s3://ckpt-data/some/prefix"), { bucket: "ckpt-data", prefix: "some/prefix/" });
-    assert.deepEqual(parseBlobStoreUrl("S3://my.bucket/p/"), { bucket: "my.bucket", prefix: "p/" });
-    assert.deepEqual(parseBlobStoreUrl("s3://b12/a b+c%20"), { bucket: "b12", prefix: "a b+c%20/" });
+    assert.deepEqual(parseS3Url("s3://ckpt-data"), { bucket: "ckpt-data", prefix: "" });
+    assert.deepEqual(parseS3Url("s3://ckpt-data/"), { bucket: "ckpt-data", prefix: "" });
+    assert.deepEqual(parseS3Url("s3://ckpt-data/some/prefix"), { bucket: "ckpt-data", prefix: "some/prefix/" });
+    assert.deepEqual(parseS3Url("S3://my.bucket/p/"), { bucket: "my.bucket", prefix: "p/" });
+    assert.deepEqual(parseS3Url("s3://b12/a b+c%20"), { bucket: "b12", prefix: "a b+c%20/" });
   });
 
   test("refuses other schemes, bad bucket names and odd prefixes", () => {
@@ -135,7 +135,7 @@ describe("parseBlobStoreUrl", () => {
       "s3://bucket/./b",
       "s3://bucket/a#frag",
     ])
-      assert.throws(() => parseBlobStoreUrl(bad), Error, bad);
+      assert.throws(() => parseS3Url(bad), Error, bad);
   });
 });
 

@@ -5,6 +5,7 @@ import { ApiError, insufficientStorage } from "../../domain/errors.js";
 import { REQUEST_ID_HEADER } from "./request-id.js";
 import { errorSecurityHeaders } from "./security-headers.js";
 import { rawResponse } from "./slow-clients.js";
+import { errorBody, errorJson } from "../error-body.js";
 
 /**
  * Every error leaves as `{ message, code }` JSON. Client mistakes keep their 4xx status and a
@@ -14,7 +15,7 @@ import { rawResponse } from "./slow-clients.js";
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
     if (err instanceof ApiError) {
-      return reply.status(err.statusCode).send({ message: err.message, code: err.code });
+      return reply.status(err.statusCode).send(errorBody(err.code, err.message));
     }
     const fe = err as FastifyError;
     if (fe.validation) {
@@ -22,13 +23,13 @@ export function installErrorHandling(app: FastifyInstance): void {
       // Ajv's message does not name an unexpected property; say which one it was.
       const extra = fe.validation.find((v) => v.keyword === "additionalProperties")?.params?.additionalProperty;
       const named = typeof extra === "string" ? ` ('${extra.slice(0, 100)}')` : "";
-      return reply.status(400).send({ message: `invalid ${where}: ${fe.message}${named}`, code: "BAD_REQUEST" });
+      return reply.status(400).send(errorBody("BAD_REQUEST", `invalid ${where}: ${fe.message}${named}`));
     }
     // The client hung up (or was cut off as too slow) mid-request: nothing failed on our side
     // and nobody is left to answer, so this is not logged as a server error.
     if (request.raw.destroyed && (fe.code === "ECONNRESET" || fe.code === "ERR_STREAM_PREMATURE_CLOSE")) {
       request.log.info({ code: fe.code }, "client went away mid-request");
-      return reply.status(400).send({ message: "the client closed the connection", code: "CLIENT_CLOSED" });
+      return reply.status(400).send(errorBody("CLIENT_CLOSED", "the client closed the connection"));
     }
     // A full disk under the metadata store (SQLite's SQLITE_FULL, PostgreSQL's disk_full) is a
     // condition the operator must fix, not a bug: say so, as uploads do when blobs run out of room.
@@ -36,24 +37,24 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (dbCode === "SQLITE_FULL" || dbCode === "53100") {
       request.log.error({ err }, "metadata store out of space");
       const full = insufficientStorage("the metadata store is out of space");
-      return reply.status(full.statusCode).send({ message: full.message, code: full.code });
+      return reply.status(full.statusCode).send(errorBody(full.code, full.message));
     }
     // A store that cannot be reached (PostgreSQL or S3 down, restarting, out of connections)
     // is a 503 the client may retry, said at once: readiness reports the same to the balancer.
     if (isStoreUnreachable(err)) {
       request.log.error({ err }, "a store is unreachable");
-      return reply.status(503).header("retry-after", "1").send({ message: "a backing store is unavailable; retry shortly", code: "SERVICE_UNAVAILABLE" });
+      return reply.status(503).header("retry-after", "1").send(errorBody("SERVICE_UNAVAILABLE", "a backing store is unavailable; retry shortly"));
     }
     const status = fe.statusCode ?? 500;
     if (status >= 400 && status < 500) {
-      return reply.status(status).send({ message: fe.message, code: fe.code ?? "BAD_REQUEST" });
+      return reply.status(status).send(errorBody(fe.code ?? "BAD_REQUEST", fe.message));
     }
     request.log.error({ err }, "unhandled error");
-    return reply.status(500).send({ message: "internal server error", code: "INTERNAL" });
+    return reply.status(500).send(errorBody("INTERNAL", "internal server error"));
   });
 
   app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send({ message: `no route for ${request.method} ${request.url.split("?")[0]}`, code: "NOT_FOUND" });
+    reply.status(404).send(errorBody("NOT_FOUND", `no route for ${request.method} ${request.url.split("?")[0]}`));
   });
 }
 
@@ -87,7 +88,7 @@ export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoExcep
         ? [408, "Request Timeout", "the request's headers did not arrive in time", "REQUEST_TIMEOUT"]
         : [400, "Bad Request", "malformed HTTP request", "BAD_REQUEST"];
   this.log.debug({ code: err.code }, "client error: %s", message);
-  if (socket.writable) socket.end(rawResponse(status, reason, JSON.stringify({ message, code, request_id: randomUUID() })));
+  if (socket.writable) socket.end(rawResponse(status, reason, errorJson(code, message, randomUUID())));
   socket.destroySoon();
 }
 
@@ -106,5 +107,5 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
   void reply
     .headers({ ...errorSecurityHeaders(), [REQUEST_ID_HEADER]: request.id })
     .status(status)
-    .send({ message, code: status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST", request_id: request.id });
+    .send(errorBody(status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST", message, { request_id: request.id }));
 }

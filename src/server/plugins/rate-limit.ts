@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { RateLimit } from "../../config.js";
 import { callerOf } from "./auth.js";
+import { errorBody } from "../error-body.js";
 
 /**
  * A token bucket per API key: each key may send `burst` requests at once and `perSecond` a
@@ -18,7 +19,7 @@ export function limitRatePerKey(app: FastifyInstance, limit: RateLimit, now: () 
     return reply
       .status(429)
       .header("retry-after", String(retryAfter))
-      .send({ message: `rate limit of ${limit.perSecond} requests/s (burst ${limit.burst}) for this API key exceeded; retry in ${retryAfter} s`, code: "RATE_LIMITED" });
+      .send(errorBody("RATE_LIMITED", `rate limit of ${limit.perSecond} requests/s (burst ${limit.burst}) for this API key exceeded; retry in ${retryAfter} s`));
   });
 }
 

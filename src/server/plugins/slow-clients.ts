@@ -2,6 +2,7 @@ import type { ServerOptions } from "node:http";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ConnectionLimits } from "../../config.js";
 import { securityHeaderLines } from "./security-headers.js";
+import { errorJson } from "../error-body.js";
 
 /**
  * Slow clients, three ways, none of which holds anything but a socket while it lasts:
@@ -42,7 +43,7 @@ export function limitBufferedBodyTime(app: FastifyInstance, timeoutMs: number): 
       const socket = request.raw.socket;
       // The reply has not started (the handler never ran), so a whole response can be written.
       // Destroying the socket then aborts the body parser, which has nothing left to answer.
-      const body = JSON.stringify({ message: `request not received within ${timeoutMs / 1000} s`, code: "REQUEST_TIMEOUT" });
+      const body = errorJson("REQUEST_TIMEOUT", `request not received within ${timeoutMs / 1000} s`);
       if (!request.raw.complete && socket.writable && !socket.destroyed)
         socket.end(rawResponse(408, "Request Timeout", body), () => socket.destroy());
       else socket.destroy();

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { CkptService } from "../../domain/service.js";
+import { errorBody } from "../error-body.js";
 
 /**
  * Probes for load balancers and orchestrators, outside authentication. Liveness: the process
@@ -19,6 +20,6 @@ export const healthRoutes: FastifyPluginAsync<{ service: CkptService; timeoutMs:
       .filter(([, check]) => !check.ok)
       .map(([name]) => (name === "metadata" ? "metadata store" : "blob store"));
     request.log.warn({ checks }, "not ready");
-    return reply.status(503).send({ message: `not ready: ${failed.join(" and ")} failing`, code: "NOT_READY", status: "not ready", checks: publicChecks });
+    return reply.status(503).send(errorBody("NOT_READY", `not ready: ${failed.join(" and ")} failing`, { status: "not ready", checks: publicChecks }));
   });
 };

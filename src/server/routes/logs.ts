@@ -9,6 +9,7 @@ import {
   type LogLineRecord,
   type LogWindowRequest,
 } from "../../domain/logs.js";
+import { MAX_NODE_RANK } from "../../domain/names.js";
 import { callerOf } from "../plugins/auth.js";
 import { JobParams, errorResponses } from "../schemas.js";
 
@@ -68,7 +69,7 @@ const GetTrainingJobLogsRequestV1 = Type.Object(
 
 const LogBatch = Type.Object(
   {
-    node_rank: Type.Integer({ minimum: 0, maximum: 65535 }),
+    node_rank: Type.Integer({ minimum: 0, maximum: MAX_NODE_RANK }),
     lines: Type.Array(
       Type.Object(
         {

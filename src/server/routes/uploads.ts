@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { MAX_FILE_BYTES, type CkptService } from "../../domain/service.js";
 import { callerOf } from "../plugins/auth.js";
 import { presentCheckpointFile } from "../present.js";
-import { blobKeyOf } from "../../domain/names.js";
+import { MAX_NODE_RANK } from "../../domain/names.js";
 import { CheckpointFile, ErrorResponse, JobParams, errorResponses } from "../schemas.js";
 
 const UploadParams = Type.Object({
@@ -31,7 +31,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         tags: ["checkpoint files"],
         params: JobParams,
         body: Type.Object({
-          node_rank: Type.Integer({ minimum: 0, maximum: 65535 }),
+          node_rank: Type.Integer({ minimum: 0, maximum: MAX_NODE_RANK }),
           relative_file_name: Type.String({ minLength: 1, maxLength: 4096 }),
           size_bytes: Type.Integer({ minimum: 0, maximum: MAX_FILE_BYTES }),
           sha256: Type.Optional(Type.Union([Type.String(), Type.Null()])),
@@ -67,7 +67,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         part_size_bytes: plan.partSizeBytes,
         parts: plan.parts.map((p) => ({ part_number: p.partNumber, url: p.url, size_bytes: p.sizeBytes })),
         expires_at: upload.expiresAt,
-        parts_via_api_server: service.blobs.kind === "local",
+        parts_via_api_server: service.capabilities.partsViaApiServer,
       };
     },
   );
@@ -102,7 +102,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         request.body.parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
         request.body.sha256 ?? null,
       );
-      const url = service.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), service.limits.urlTtlSeconds);
+      const url = service.fileUrl(projectId, jobId, file);
       return reply.status(201).send(presentCheckpointFile(file, url));
     },
   );

@@ -1,9 +1,9 @@
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import { access, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import { dirname, join, sep } from "node:path";
-import { Transform, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
   BlobIntegrityError,
@@ -20,37 +20,22 @@ import {
   partLength,
   planParts,
 } from "./store.js";
-import type { UrlSigner } from "./url-signing.js";
-
-/** Route under which the API server serves presigned downloads of local blobs. */
-export const LOCAL_BLOB_ROUTE_PREFIX = "/blobs/";
-/** Route that receives the parts of direct uploads (`/blobs/uploads/{upload_id}/{part_number}`). */
-export const LOCAL_UPLOAD_ROUTE_PREFIX = "/blobs/uploads/";
-/** A direct upload's temporary file outlives a restart for this long (its URLs last at most a day). */
-const DIRECT_UPLOAD_KEEP_MS = 2 * 24 * 3600 * 1000;
+import { MeasuredBody, measureStream } from "./measure.js";
 
 /**
- * Counts (and unless told not to, hashes) the bytes passing through, failing as soon as they
- * exceed `limit`. Shared by whole-file puts and direct-upload parts (which need no digest).
+ * Where the API server answers for this store's bytes: the store knows no route paths nor
+ * signing secrets, the composition root gives it these (see src/server/blob-urls.ts).
+ * `expiresAt` is in Unix seconds.
  */
-function measuring(limit: number | undefined, options: { hash: boolean; observe?: (chunk: Buffer) => boolean } = { hash: true }) {
-  const hash = options.hash ? createHash("sha256") : null;
-  let size = 0;
-  let observe = options.observe;
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      size += chunk.length;
-      if (limit !== undefined && size > limit) {
-        done(new BlobIntegrityError(`body is longer than the declared ${limit} bytes`));
-        return;
-      }
-      if (observe && !observe(chunk)) observe = undefined;
-      hash?.update(chunk);
-      done(null, chunk);
-    },
-  });
-  return { stream, size: () => size, digest: () => hash!.digest("hex") };
+export interface LocalBlobUrls {
+  /** An absolute URL that GETs the blob at `key` until `expiresAt`. */
+  download(key: string, expiresAt: number): string;
+  /** An absolute URL that PUTs part `partNumber` of a direct upload until `expiresAt`. */
+  uploadPart(uploadId: string, partNumber: number, expiresAt: number): string;
 }
+
+/** A direct upload's temporary file outlives a restart for this long (its URLs last at most a day). */
+const DIRECT_UPLOAD_KEEP_MS = 2 * 24 * 3600 * 1000;
 
 /**
  * A blob opened for a download. Its metadata comes from the open file, so the validators sent
@@ -61,15 +46,6 @@ export interface OpenedBlob {
   fd: number;
   stat: BlobStat;
 }
-
-/**
- * Up to this many bytes are read with one blocking read into one buffer and sent with one write.
- * For a file in the page cache that costs microseconds, while each asynchronous fs call is a
- * round trip through libuv's thread pool (a wake-up of a pool thread and one of the event loop):
- * the serving benchmark measured those round trips, not the reads, as the cost of a small GET.
- * Larger reads stream asynchronously, so a cold multi-GiB file never stalls the event loop.
- */
-export const BLOCKING_READ_MAX_BYTES = 256 << 10;
 
 function blobStatOf(s: Stats): BlobStat {
   return {
@@ -83,26 +59,20 @@ function blobStatOf(s: Stats): BlobStat {
 /** Below this much free space no upload can succeed, so readiness reports the disk as full. */
 export const READY_MIN_FREE_BYTES = 1 << 20;
 
-const NOTHING_TO_ESCAPE = /^[A-Za-z0-9\-._~/]*$/;
-
-/** Percent-encodes each segment; most keys need none, and that fast path is most of a listing's signing cost. */
-export function encodeKeyPath(key: string): string {
-  return NOTHING_TO_ESCAPE.test(key) ? key : key.split("/").map(encodeURIComponent).join("/");
-}
-
 /**
  * Blobs as plain files under `<dataDir>/blobs/<key>`. Writes go to `<dataDir>/tmp/` first, are
  * fsynced, then renamed into place, so a reader (or a crash) never sees a partial file at a key.
  */
 export class LocalBlobStore implements BlobStore {
   readonly kind = "local";
+  /** Nothing but this server can take the bytes of a part. */
+  readonly capabilities = { partsViaApiServer: true };
   private readonly blobRoot: string;
   private readonly tmpRoot: string;
 
   constructor(
     dataDir: string,
-    private readonly signer: UrlSigner,
-    private readonly publicUrl: string,
+    private readonly urls: LocalBlobUrls,
     /** Direct uploads to this server go in parts of this size (written in parallel at their offsets). */
     private readonly options: { directPartSizeBytes: number } = { directPartSizeBytes: 64 << 20 },
   ) {
@@ -124,23 +94,18 @@ export class LocalBlobStore implements BlobStore {
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
     const tmpPath = join(this.tmpRoot, randomUUID());
-    const measure = measuring(options.expectedSize, { hash: true, observe: options.observe });
+    const measure = new MeasuredBody(options);
     try {
       const handle = await open(tmpPath, "wx", 0o644);
       try {
         // Not handle.createWriteStream(): with autoClose false that stream keeps a reference on the
         // handle forever, and handle.close() below would wait for it, never resolving.
+        // The size and digest are checked as the body ends: a bad one fails the pipeline.
         await pipeline(body, measure.stream, createWriteStream("", { fd: handle.fd, autoClose: false, highWaterMark: 1 << 20 }));
-        const size = measure.size();
-        if (options.expectedSize !== undefined && size !== options.expectedSize)
-          throw new BlobIntegrityError(`body ended after ${size} of the declared ${options.expectedSize} bytes`);
-        const sha256 = measure.digest();
-        if (options.expectedSha256 !== undefined && sha256 !== options.expectedSha256)
-          throw new BlobIntegrityError(`sha256 of the body is ${sha256}, not the declared ${options.expectedSha256}`);
         await handle.sync();
         await handle.close();
         await this.moveIntoPlace(tmpPath, key);
-        return { sizeBytes: size, sha256 };
+        return measure.result();
       } finally {
         await handle.close().catch(() => {});
       }
@@ -175,14 +140,11 @@ export class LocalBlobStore implements BlobStore {
       throw translateFsError(err);
     }
     const expiresAt = Math.floor(Date.now() / 1000) + expiresInSeconds;
-    const parts = Array.from({ length: partCount }, (_, i) => {
-      const path = `${LOCAL_UPLOAD_ROUTE_PREFIX}${uploadId}/${i + 1}`;
-      return {
-        partNumber: i + 1,
-        url: `${this.publicUrl}${path}?${this.signer.sign("PUT", path, expiresAt)}`,
-        sizeBytes: partLength({ sizeBytes, partSizeBytes }, i + 1),
-      };
-    });
+    const parts = Array.from({ length: partCount }, (_, i) => ({
+      partNumber: i + 1,
+      url: this.urls.uploadPart(uploadId, i + 1, expiresAt),
+      sizeBytes: partLength({ sizeBytes, partSizeBytes }, i + 1),
+    }));
     return { partSizeBytes, parts, backendUploadId: null };
   }
 
@@ -198,7 +160,7 @@ export class LocalBlobStore implements BlobStore {
       throw new BlobIntegrityError(`part_number must be from 1 to ${upload.partCount}`);
     const expected = partLength(upload, partNumber);
     const path = this.uploadPath(upload.uploadId);
-    const measure = measuring(expected, { hash: false });
+    const measure = new MeasuredBody({ expectedSize: expected, hash: false, checkAtEnd: false });
     try {
       await pipeline(body, measure.stream, createWriteStream(path, { flags: "r+", start: (partNumber - 1) * upload.partSizeBytes, highWaterMark: 1 << 20 }));
       if (measure.size() !== expected) throw new BlobIntegrityError(`part ${partNumber} ended after ${measure.size()} of its ${expected} bytes`);
@@ -227,14 +189,8 @@ export class LocalBlobStore implements BlobStore {
       if (recorded === null) throw new BlobIntegrityError(`part ${n} was never uploaded`);
       if (given.get(n) !== recorded) throw new BlobIntegrityError(`part ${n}: the ETag given does not match the part uploaded`);
     }
-    const hash = createHash("sha256");
-    let size = 0;
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-      hash.update(chunk as Buffer);
-      size += (chunk as Buffer).length;
-    }
+    const { sizeBytes: size, sha256 } = await measureStream(createReadStream(path, { highWaterMark: 1 << 20 }));
     if (size !== upload.sizeBytes) throw new BlobIntegrityError(`upload holds ${size} of its ${upload.sizeBytes} bytes`);
-    const sha256 = hash.digest("hex");
     if (expectedSha256 !== null && sha256 !== expectedSha256)
       throw new BlobIntegrityError(`sha256 of the uploaded file is ${sha256}, not the declared ${expectedSha256}`);
     try {
@@ -276,7 +232,7 @@ export class LocalBlobStore implements BlobStore {
 
   /**
    * Opens a blob for a download with blocking calls (open and fstat: metadata, cached like the
-   * data; see BLOCKING_READ_MAX_BYTES for why not through the thread pool); null when there is
+   * data; see the blob download route for why not through the thread pool); null when there is
    * none. The caller owns the descriptor: it passes it to readOpened or streamOpened, or closeOpened.
    */
   openForDownload(key: string): OpenedBlob | null {
@@ -298,7 +254,7 @@ export class LocalBlobStore implements BlobStore {
     return null;
   }
 
-  /** Bytes `start..end` (inclusive, at most BLOCKING_READ_MAX_BYTES) of an opened blob, which is then closed. */
+  /** Bytes `start..end` (inclusive, a few hundred KiB at most: it blocks) of an opened blob, which is then closed. */
   readOpened(blob: OpenedBlob, start: number, end: number): Buffer {
     try {
       const bytes = Buffer.allocUnsafe(end - start + 1);
@@ -333,9 +289,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   presignGet(key: string, expiresInSeconds: number, now = new Date()): string {
-    const path = LOCAL_BLOB_ROUTE_PREFIX + encodeKeyPath(key);
-    const expiresAt = Math.floor(now.getTime() / 1000) + expiresInSeconds;
-    return `${this.publicUrl}${path}?${this.signer.sign("GET", path, expiresAt)}`;
+    return this.urls.download(key, Math.floor(now.getTime() / 1000) + expiresInSeconds);
   }
 
   /**

@@ -37,6 +37,9 @@ export interface ByteRange {
  */
 export interface BlobStore {
   readonly kind: string;
+  readonly capabilities: BlobStoreCapabilities;
+  /** Present when the store can list and adopt objects that already exist (`ckpt admin import`). */
+  readonly adoption?: BlobAdoption;
   put(key: string, body: Readable, options: PutOptions): Promise<PutResult>;
   stat(key: string): Promise<BlobStat | null>;
   read(key: string, range?: ByteRange): Promise<Readable>;
@@ -67,6 +70,28 @@ export interface BlobStore {
    */
   checkHealth(signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface BlobStoreCapabilities {
+  /** Direct-upload parts are PUT to the API server's part route (the store has no URL of its own for them). */
+  partsViaApiServer: boolean;
+}
+
+/** Objects of a bucket, named by their full object key. */
+export interface ForeignObject {
+  key: string;
+  sizeBytes: number;
+}
+
+/**
+ * Bringing objects that already exist (in the store's bucket or another one the store's
+ * credentials can read) under the store's keys, without passing their bytes through ckpt.
+ */
+export interface BlobAdoption {
+  /** Objects under `prefix` of `bucket`, the store's own staging objects left out. */
+  listObjects(location: { bucket: string; prefix: string }): AsyncIterable<ForeignObject>;
+  /** Puts a copy of the object at `key` (an object already there is kept), with the digest it carries, if any. */
+  adoptObject(from: { bucket: string; key: string }, key: string): Promise<{ sizeBytes: number; sha256: string | null }>;
 }
 
 export interface DirectUploadPlan {

@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { newId } from "../../domain/ids.js";
+import { newId } from "../domain/ids.js";
 
 /**
  * HMAC-signed URLs for the embedded blob route. The signature covers the method, the exact

@@ -1,10 +1,6 @@
-import { createHash, randomUUID } from "node:crypto";
-import { Readable, Transform, pipeline } from "node:stream";
+import { randomUUID } from "node:crypto";
+import { Readable, pipeline } from "node:stream";
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -14,15 +10,11 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
-  UploadPartCopyCommand,
-  type CompletedPart,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
-import { S3Presigner, uriEscapeKey, type S3PresignCredentials } from "./sigv4-presign.js";
 import {
   BlobIntegrityError,
-  BlobNoSpaceError,
+  type BlobAdoption,
   type BlobStat,
   type BlobStore,
   type ByteRange,
@@ -33,24 +25,32 @@ import {
   type UploadedPartRef,
   partLength,
   planParts,
-} from "./store.js";
+} from "../store.js";
+import { MeasuredBody, measureStream } from "../measure.js";
+import { RefreshingPresigner } from "./credentials.js";
+import { describeS3Error, httpStatusOf, translatePutError } from "./errors.js";
+import {
+  CONTENT_TYPE,
+  MAX_COPY_OBJECT_BYTES,
+  MAX_PARTS,
+  MAX_PART_SIZE,
+  MIN_PART_SIZE,
+  S3Multipart,
+  partsOf,
+  prepend,
+  type UploadedPart,
+} from "./multipart.js";
+
+export { credentialRefreshDelayMs } from "./credentials.js";
+export type { UploadedPart } from "./multipart.js";
 
 const MIB = 1024 * 1024;
-/** S3's limits: parts of 5 MiB..5 GiB (the last may be smaller), at most 10,000 of them. */
-const MIN_PART_SIZE = 5 * MIB;
-const MAX_PART_SIZE = 5 * 1024 * MIB;
-const MAX_PARTS = 10_000;
-/** CopyObject copies at most 5 GiB; larger objects are copied part by part. */
-const MAX_COPY_OBJECT_BYTES = 5 * 1024 * MIB;
 const MAX_KEY_BYTES = 1024;
 const DELETE_BATCH = 1000;
-const CONTENT_TYPE = "application/octet-stream";
 /** User metadata holding the lowercase hex SHA-256 of the bytes; GETs return it as `x-amz-meta-sha256`. */
 const SHA256_METADATA = "sha256";
 /** Under the store prefix; holds bodies whose digest is only known once they have been read. */
 const STAGING_DIR = ".ckpt-staging/";
-/** Never re-read credentials more often than this (a provider may keep returning the same ones). */
-const MIN_REFRESH_DELAY_MS = 30_000;
 
 export interface S3BlobStoreConfig {
   bucket: string;
@@ -87,44 +87,6 @@ export interface S3ObjectHead extends BlobStat {
   metadata: Record<string, string>;
 }
 
-export interface UploadedPart {
-  partNumber: number;
-  etag: string;
-}
-
-/**
- * `s3://bucket/some/prefix` -> `{ bucket: "bucket", prefix: "some/prefix/" }` (prefix "" when
- * absent). The prefix is taken literally (no percent-decoding), like the AWS CLI does.
- */
-export function parseBlobStoreUrl(url: string): { bucket: string; prefix: string } {
-  const m = /^s3:\/\/([^/?#]*)(?:\/([^?#]*))?$/i.exec(url);
-  if (!m) throw new Error(`blob store URL must look like s3://bucket or s3://bucket/prefix (got ${JSON.stringify(url)})`);
-  const bucket = m[1] ?? "";
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/.test(bucket))
-    throw new Error(`${JSON.stringify(bucket)} is not a valid S3 bucket name (in ${JSON.stringify(url)})`);
-  const path = (m[2] ?? "").replace(/\/+$/, "");
-  if (path === "") return { bucket, prefix: "" };
-  for (const segment of path.split("/")) {
-    if (segment === "" || segment === "." || segment === "..")
-      throw new Error(`the prefix of ${JSON.stringify(url)} must not contain empty, "." or ".." segments`);
-  }
-  return { bucket, prefix: `${path}/` };
-}
-
-/**
- * When to re-read credentials that expire: halfway through their remaining life (so presigned
- * URLs, which cannot outlive the credentials that signed them, keep getting at least half of it)
- * and at the latest 10 minutes before expiry, but not more often than every 30 s unless they are
- * that short-lived. Expired ones (a provider that keeps returning them) are retried every 30 s.
- */
-export function credentialRefreshDelayMs(expiration: Date, nowMs: number): number {
-  const left = expiration.getTime() - nowMs;
-  if (!(left > 0)) return MIN_REFRESH_DELAY_MS;
-  const target = Math.min(left / 2, left - 10 * 60_000);
-  const floor = Math.min(MIN_REFRESH_DELAY_MS, left / 2);
-  return Math.min(Math.floor(Math.max(target, floor)), 2 ** 31 - 1);
-}
-
 /**
  * Blobs as objects in any S3-compatible bucket, at `<prefix><key>` (Baseten's layout, so any S3
  * tool finds them), each with `x-amz-meta-sha256`.
@@ -140,27 +102,26 @@ export function credentialRefreshDelayMs(expiration: Date, nowMs: number): numbe
  *   which goes into the metadata, is only known at the end), then copied server-side to the key
  *   with the metadata, and the staging object is deleted.
  *
- * Presigning is synchronous and local (S3Presigner): credentials are resolved once by init() and,
- * when they expire, re-read in the background well before they do.
+ * Presigning is synchronous and local (credentials.ts); every multipart upload goes through one
+ * engine (multipart.ts).
  */
 export class S3BlobStore implements BlobStore {
   readonly kind = "s3";
+  /** Clients PUT the parts of direct uploads straight to S3. */
+  readonly capabilities = { partsViaApiServer: false };
+  readonly adoption: BlobAdoption = {
+    listObjects: (location) => this.listBucket(location.bucket, location.prefix),
+    adoptObject: (from, key) => this.adoptObject(from.bucket, from.key, key),
+  };
   readonly bucket: string;
   readonly prefix: string;
   private readonly client: S3Client;
+  private readonly multipart: S3Multipart;
+  private readonly presigner: RefreshingPresigner;
   private readonly stagingPrefix: string;
-  private readonly presignEndpoint: string;
-  private readonly region: string;
-  private readonly forcePathStyle: boolean;
   private readonly partSize: number;
-  private readonly partConcurrency: number;
-  private readonly multipartCopyThreshold: number;
-  private readonly copyPartSize: number;
   private readonly sweepMinAgeMs: number;
   private readonly directPartSize: number;
-  private presigner: S3Presigner | null = null;
-  private refreshTimer: NodeJS.Timeout | null = null;
-  private closed = false;
 
   constructor(config: S3BlobStoreConfig) {
     if (config.prefix !== "" && (!config.prefix.endsWith("/") || config.prefix.startsWith("/")))
@@ -168,15 +129,9 @@ export class S3BlobStore implements BlobStore {
     this.bucket = config.bucket;
     this.prefix = config.prefix;
     this.stagingPrefix = config.prefix + STAGING_DIR;
-    this.region = config.region;
-    this.forcePathStyle = config.forcePathStyle;
-    this.presignEndpoint = config.publicEndpoint ?? config.endpoint ?? `https://s3.${config.region}.amazonaws.com`;
     this.partSize = config.partSizeBytes ?? 8 * MIB;
     if (!Number.isSafeInteger(this.partSize) || this.partSize < MIN_PART_SIZE || this.partSize > MAX_PART_SIZE)
       throw new Error(`S3 part size must be from 5 MiB to 5 GiB (got ${this.partSize})`);
-    this.partConcurrency = Math.max(1, Math.floor(config.partConcurrency ?? 4));
-    this.multipartCopyThreshold = Math.min(config.multipartCopyThresholdBytes ?? MAX_COPY_OBJECT_BYTES, MAX_COPY_OBJECT_BYTES);
-    this.copyPartSize = Math.min(Math.max(config.copyPartSizeBytes ?? 512 * MIB, MIN_PART_SIZE), MAX_PART_SIZE);
     this.sweepMinAgeMs = Math.max(0, (config.sweepMinAgeSeconds ?? 24 * 3600) * 1000);
     this.directPartSize = Math.max(5 << 20, config.directPartSizeBytes ?? 64 << 20);
     this.client = new S3Client({
@@ -189,23 +144,28 @@ export class S3BlobStore implements BlobStore {
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
     });
+    this.multipart = new S3Multipart(this.client, {
+      bucket: config.bucket,
+      partConcurrency: Math.max(1, Math.floor(config.partConcurrency ?? 4)),
+      multipartCopyThreshold: Math.min(config.multipartCopyThresholdBytes ?? MAX_COPY_OBJECT_BYTES, MAX_COPY_OBJECT_BYTES),
+      copyPartSize: Math.min(Math.max(config.copyPartSizeBytes ?? 512 * MIB, MIN_PART_SIZE), MAX_PART_SIZE),
+    });
+    this.presigner = new RefreshingPresigner(this.client, {
+      endpoint: config.publicEndpoint ?? config.endpoint ?? `https://s3.${config.region}.amazonaws.com`,
+      region: config.region,
+      forcePathStyle: config.forcePathStyle,
+    });
   }
 
   /** Resolves credentials (for presigning) and checks that the bucket is reachable. */
   async init(): Promise<void> {
-    const identity = await this.client.config.credentials();
-    this.presigner = new S3Presigner({
-      endpoint: this.presignEndpoint,
-      region: this.region,
-      forcePathStyle: this.forcePathStyle,
-      credentials: presignCredentials(identity),
-    });
+    await this.presigner.start();
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
+      this.presigner.close();
       throw new Error(`S3 bucket ${JSON.stringify(this.bucket)} is not usable: ${describeS3Error(err)}`, { cause: err });
     }
-    this.scheduleCredentialRefresh(identity.expiration);
   }
 
   // --- BlobStore ------------------------------------------------------------------------------
@@ -241,14 +201,14 @@ export class S3BlobStore implements BlobStore {
       }
       const rest = prepend(first.value, parts);
       if (options.expectedSha256 !== undefined) {
-        await this.uploadParts(objectKey, rest, { [SHA256_METADATA]: options.expectedSha256 });
+        await this.multipart.uploadStream(objectKey, rest, { [SHA256_METADATA]: options.expectedSha256 });
         return measure.result();
       }
       const stagingKey = this.stagingPrefix + randomUUID();
       try {
-        await this.uploadParts(stagingKey, rest, undefined);
+        await this.multipart.uploadStream(stagingKey, rest, undefined);
         const result = measure.result();
-        await this.copy(stagingKey, objectKey, result.sizeBytes, { [SHA256_METADATA]: result.sha256 });
+        await this.multipart.copy({ bucket: this.bucket, key: stagingKey }, objectKey, result.sizeBytes, { [SHA256_METADATA]: result.sha256 });
         return result;
       } finally {
         // Best effort: sweepIncomplete removes what is left if this fails.
@@ -317,7 +277,7 @@ export class S3BlobStore implements BlobStore {
       );
       for (const upload of page.Uploads ?? []) {
         if (upload.Key === undefined || upload.UploadId === undefined || !isOld(upload.Initiated)) continue;
-        await this.abortUpload(upload.Key, upload.UploadId);
+        await this.multipart.abort(upload.Key, upload.UploadId);
         removed++;
       }
       if (!page.IsTruncated) break;
@@ -347,9 +307,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    this.refreshTimer = null;
+    this.presigner.close();
     this.client.destroy();
   }
 
@@ -398,12 +356,10 @@ export class S3BlobStore implements BlobStore {
       if (!head) throw new BlobIntegrityError("nothing was uploaded");
       if (head.sizeBytes !== upload.sizeBytes) throw new BlobIntegrityError(`upload holds ${head.sizeBytes} of its ${upload.sizeBytes} bytes`);
       if (expectedSha256 !== null) {
-        const hash = createHash("sha256");
-        for await (const chunk of await this.read(staging)) hash.update(chunk as Buffer);
-        const sha256 = hash.digest("hex");
+        const { sha256 } = await measureStream(await this.read(staging));
         if (sha256 !== expectedSha256) throw new BlobIntegrityError(`sha256 of the uploaded file is ${sha256}, not the declared ${expectedSha256}`);
       }
-      await this.copy(this.objectKey(staging), this.objectKey(key), head.sizeBytes, expectedSha256 ? { [SHA256_METADATA]: expectedSha256 } : {});
+      await this.multipart.copy({ bucket: this.bucket, key: this.objectKey(staging) }, this.objectKey(key), head.sizeBytes, expectedSha256 ? { [SHA256_METADATA]: expectedSha256 } : {});
       return { sizeBytes: head.sizeBytes, sha256: expectedSha256 };
     } finally {
       await this.deleteObjectKey(this.objectKey(staging)).catch(() => {});
@@ -418,12 +374,16 @@ export class S3BlobStore implements BlobStore {
 
   // --- Adopting existing objects (`ckpt admin import`) -----------------------------------------
 
-  /** Objects under a prefix of any bucket these credentials can read; keys are full object keys. */
+  /**
+   * Objects under a prefix of any bucket these credentials can read; keys are full object keys.
+   * A ckpt store's staging area right under the prefix (half-done uploads) is left out.
+   */
   async *listBucket(bucket: string, prefix: string): AsyncIterable<{ key: string; sizeBytes: number }> {
     let token: string | undefined;
     do {
       const page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-      for (const o of page.Contents ?? []) if (o.Key !== undefined) yield { key: o.Key, sizeBytes: o.Size ?? 0 };
+      for (const o of page.Contents ?? [])
+        if (o.Key !== undefined && !o.Key.slice(prefix.length).startsWith(STAGING_DIR)) yield { key: o.Key, sizeBytes: o.Size ?? 0 };
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
   }
@@ -437,7 +397,7 @@ export class S3BlobStore implements BlobStore {
     const sizeBytes = head.ContentLength ?? 0;
     const sha256 = head.Metadata?.[SHA256_METADATA] ?? null;
     if (fromBucket !== this.bucket || fromKey !== this.objectKey(key))
-      await this.copy(fromKey, this.objectKey(key), sizeBytes, sha256 ? { [SHA256_METADATA]: sha256 } : {}, fromBucket);
+      await this.multipart.copy({ bucket: fromBucket, key: fromKey }, this.objectKey(key), sizeBytes, sha256 ? { [SHA256_METADATA]: sha256 } : {});
     return { sizeBytes, sha256 };
   }
 
@@ -466,11 +426,7 @@ export class S3BlobStore implements BlobStore {
 
   /** Starts a multipart upload at the key; its metadata is fixed now. Returns the upload id. */
   async createMultipartUpload(key: string, metadata?: Record<string, string>): Promise<string> {
-    const res = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey(key), ContentType: CONTENT_TYPE, Metadata: metadata }),
-    );
-    if (!res.UploadId) throw new Error("S3 CreateMultipartUpload returned no UploadId");
-    return res.UploadId;
+    return this.multipart.create(this.objectKey(key), metadata);
   }
 
   /** A URL that PUTs part `partNumber` (1..10000) of an upload; the response's ETag names the part. */
@@ -487,20 +443,12 @@ export class S3BlobStore implements BlobStore {
 
   /** Makes the object appear at the key, atomically, from the parts (any order). */
   async completeMultipartUpload(key: string, uploadId: string, parts: UploadedPart[]): Promise<void> {
-    const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
-    await this.client.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: this.bucket,
-        Key: this.objectKey(key),
-        UploadId: uploadId,
-        MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
-      }),
-    );
+    await this.multipart.complete(this.objectKey(key), uploadId, parts);
   }
 
   /** Discards an upload and its parts; an unknown (already finished or aborted) upload is fine. */
   async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
-    await this.abortUpload(this.objectKey(key), uploadId);
+    await this.multipart.abort(this.objectKey(key), uploadId);
   }
 
   // --- Internals ------------------------------------------------------------------------------
@@ -509,157 +457,8 @@ export class S3BlobStore implements BlobStore {
     return this.prefix + key;
   }
 
-  private signer(): S3Presigner {
-    if (!this.presigner) throw new Error("S3BlobStore.init() must complete before presigning");
-    return this.presigner;
-  }
-
-  private scheduleCredentialRefresh(expiration: Date | undefined): void {
-    if (expiration === undefined || this.closed) return;
-    this.setRefreshTimer(credentialRefreshDelayMs(expiration, Date.now()));
-  }
-
-  private setRefreshTimer(delayMs: number): void {
-    this.refreshTimer = setTimeout(() => {
-      this.client.config
-        .credentials({ forceRefresh: true })
-        .then((identity) => {
-          if (this.closed) return;
-          this.presigner?.setCredentials(presignCredentials(identity));
-          this.scheduleCredentialRefresh(identity.expiration);
-        })
-        // Keep the old credentials (the presigner clamps URLs to their expiry) and retry.
-        .catch(() => {
-          if (!this.closed) this.setRefreshTimer(MIN_REFRESH_DELAY_MS);
-        });
-    }, delayMs);
-    this.refreshTimer.unref();
-  }
-
-  /**
-   * Streams parts to a new multipart upload at objectKey and completes it once the source has
-   * ended cleanly; aborts it (after in-flight parts settle) on any failure. At most
-   * partConcurrency parts are in flight, and the first failure stops reading the body.
-   */
-  private async uploadParts(objectKey: string, parts: AsyncIterable<Part>, metadata: Record<string, string> | undefined): Promise<void> {
-    const uploadId = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, ContentType: CONTENT_TYPE, Metadata: metadata }),
-    ).then((res) => res.UploadId);
-    if (!uploadId) throw new Error("S3 CreateMultipartUpload returned no UploadId");
-    const cancel = new AbortController();
-    const inFlight = new Set<Promise<void>>();
-    const completed: CompletedPart[] = [];
-    let failure: { error: unknown } | null = null;
-    try {
-      let partNumber = 0;
-      for await (const part of parts) {
-        if (failure) break;
-        const n = ++partNumber;
-        if (n > MAX_PARTS) throw new BlobIntegrityError(`a body of undeclared size may be at most ${MAX_PARTS} parts of ${part.data.length} bytes`);
-        const task: Promise<void> = this.client
-          .send(
-            new UploadPartCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId, PartNumber: n, Body: part.data, ContentLength: part.data.length }),
-            { abortSignal: cancel.signal },
-          )
-          .then((res) => {
-            if (!res.ETag) throw new Error(`S3 UploadPart ${n} returned no ETag`);
-            completed.push({ PartNumber: n, ETag: res.ETag });
-          })
-          .catch((error: unknown) => {
-            failure ??= { error };
-            cancel.abort();
-          })
-          .finally(() => inFlight.delete(task));
-        inFlight.add(task);
-        while (inFlight.size >= this.partConcurrency) await Promise.race(inFlight);
-      }
-      await Promise.all(inFlight);
-      if (failure) throw (failure as { error: unknown }).error;
-      completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId, MultipartUpload: { Parts: completed } }),
-      );
-    } catch (err) {
-      cancel.abort();
-      await Promise.allSettled(inFlight);
-      await this.abortUpload(objectKey, uploadId).catch(() => {});
-      throw err;
-    }
-  }
-
-  /** Server-side copy with new metadata: CopyObject, or UploadPartCopy parts above the threshold. */
-  private async copy(fromKey: string, toKey: string, size: number, metadata: Record<string, string>, fromBucket = this.bucket): Promise<void> {
-    const copySource = `${fromBucket}/${uriEscapeKey(fromKey)}`;
-    if (size <= this.multipartCopyThreshold) {
-      await this.client.send(
-        new CopyObjectCommand({
-          Bucket: this.bucket,
-          Key: toKey,
-          CopySource: copySource,
-          MetadataDirective: "REPLACE",
-          Metadata: metadata,
-          ContentType: CONTENT_TYPE,
-        }),
-      );
-      return;
-    }
-    const partSize = Math.max(this.copyPartSize, Math.ceil(size / MAX_PARTS));
-    const partCount = Math.ceil(size / partSize);
-    const uploadId = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: toKey, ContentType: CONTENT_TYPE, Metadata: metadata }),
-    ).then((res) => res.UploadId);
-    if (!uploadId) throw new Error("S3 CreateMultipartUpload returned no UploadId");
-    const cancel = new AbortController();
-    const parts: CompletedPart[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < partCount && !cancel.signal.aborted) {
-        const index = next++;
-        const start = index * partSize;
-        const end = Math.min(start + partSize, size) - 1;
-        const res = await this.client.send(
-          new UploadPartCopyCommand({
-            Bucket: this.bucket,
-            Key: toKey,
-            UploadId: uploadId,
-            PartNumber: index + 1,
-            CopySource: copySource,
-            CopySourceRange: `bytes=${start}-${end}`,
-          }),
-          { abortSignal: cancel.signal },
-        );
-        const etag = res.CopyPartResult?.ETag;
-        if (!etag) throw new Error(`S3 UploadPartCopy ${index + 1} returned no ETag`);
-        parts.push({ PartNumber: index + 1, ETag: etag });
-      }
-    };
-    const workers = Array.from({ length: Math.min(this.partConcurrency, partCount) }, () =>
-      worker().catch((err: unknown) => {
-        cancel.abort();
-        throw err;
-      }),
-    );
-    try {
-      const outcomes = await Promise.allSettled(workers);
-      const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
-      if (failed) throw failed.reason;
-      parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: toKey, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
-      );
-    } catch (err) {
-      await this.abortUpload(toKey, uploadId).catch(() => {});
-      throw err;
-    }
-  }
-
-  private async abortUpload(objectKey: string, uploadId: string): Promise<void> {
-    try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId }));
-    } catch (err) {
-      if (errorNameOf(err) === "NoSuchUpload" || httpStatusOf(err) === 404) return;
-      throw err;
-    }
+  private signer() {
+    return this.presigner.get();
   }
 
   private async deleteObjectKey(objectKey: string): Promise<void> {
@@ -690,140 +489,8 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
-interface Part {
-  data: Buffer;
-  /** True for the final part, which is yielded only once the source has ended cleanly. */
-  last: boolean;
-}
-
-/**
- * Cuts a byte stream into parts of exactly `partSize` bytes plus a final, possibly smaller or
- * empty, one. A part is yielded only once more bytes are known to follow it, so the first part
- * tells whether the body fits in one request, and the last part never leaves before the source
- * has ended without error.
- */
-async function* partsOf(source: AsyncIterable<Buffer>, partSize: number): AsyncGenerator<Part> {
-  let chunks: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of source) {
-    chunks.push(chunk);
-    length += chunk.length;
-    while (length > partSize) {
-      const joined = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
-      yield { data: joined.subarray(0, partSize), last: false };
-      chunks = [joined.subarray(partSize)];
-      length -= partSize;
-    }
-  }
-  yield { data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length), last: true };
-}
-
-async function* prepend(first: Part, rest: AsyncIterator<Part>): AsyncGenerator<Part> {
-  try {
-    yield first;
-    for (;;) {
-      const next = await rest.next();
-      if (next.done) return;
-      yield next.value;
-    }
-  } finally {
-    // Stopping early (a failed part) releases the source, which destroys the body.
-    await rest.return?.();
-  }
-}
-
-/**
- * Counts and hashes a body as it passes. Longer than expectedSize fails at once; shorter, or a
- * digest other than expectedSha256, fails at the end, before the stream ends: a consumer never
- * sees a clean end of an unacceptable body.
- */
-class MeasuredBody {
-  readonly stream: Transform;
-  private size = 0;
-  private sha256: string | null = null;
-
-  constructor(options: PutOptions) {
-    const hash = createHash("sha256");
-    let observe = options.observe;
-    this.stream = new Transform({
-      transform: (chunk: Buffer, _encoding, done) => {
-        this.size += chunk.length;
-        if (options.expectedSize !== undefined && this.size > options.expectedSize) {
-          done(new BlobIntegrityError(`body is longer than the declared ${options.expectedSize} bytes`));
-          return;
-        }
-        if (observe && !observe(chunk)) observe = undefined;
-        hash.update(chunk);
-        done(null, chunk);
-      },
-      flush: (done) => {
-        if (options.expectedSize !== undefined && this.size !== options.expectedSize) {
-          done(new BlobIntegrityError(`body ended after ${this.size} of the declared ${options.expectedSize} bytes`));
-          return;
-        }
-        const sha256 = hash.digest("hex");
-        if (options.expectedSha256 !== undefined && sha256 !== options.expectedSha256) {
-          done(new BlobIntegrityError(`sha256 of the body is ${sha256}, not the declared ${options.expectedSha256}`));
-          return;
-        }
-        this.sha256 = sha256;
-        done();
-      },
-    });
-  }
-
-  /** Size and digest of a body that has ended and passed its checks. */
-  result(): PutResult {
-    if (this.sha256 === null) throw new Error("body has not been read to its end");
-    return { sizeBytes: this.size, sha256: this.sha256 };
-  }
-}
-
-function presignCredentials(identity: {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-  expiration?: Date;
-}): S3PresignCredentials {
-  return {
-    accessKeyId: identity.accessKeyId,
-    secretAccessKey: identity.secretAccessKey,
-    sessionToken: identity.sessionToken,
-    expiration: identity.expiration,
-  };
-}
-
 /** `a/b`, `a/b/` and `a/b//` -> `a/b/`; "" stays "". */
 function folderOf(prefix: string): string {
   const trimmed = prefix.replace(/\/+$/, "");
   return trimmed === "" ? "" : `${trimmed}/`;
-}
-
-function errorNameOf(err: unknown): string | undefined {
-  return err instanceof Error ? err.name : undefined;
-}
-
-function httpStatusOf(err: unknown): number | undefined {
-  const metadata = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata;
-  return metadata?.httpStatusCode;
-}
-
-function describeS3Error(err: unknown): string {
-  const status = httpStatusOf(err);
-  const name = errorNameOf(err) ?? "Error";
-  const message = err instanceof Error && err.message && err.message !== "UnknownError" ? `: ${err.message}` : "";
-  return `${name}${status ? ` (HTTP ${status})` : ""}${message}`;
-}
-
-function translatePutError(err: unknown): unknown {
-  switch (errorNameOf(err)) {
-    case "QuotaExceeded":
-      return new BlobNoSpaceError("the S3 bucket's quota is exhausted");
-    case "KeyTooLongError":
-      return new BlobIntegrityError(`the object key is longer than the S3 store allows`);
-    case "EntityTooLarge":
-      return new BlobIntegrityError("the body is larger than the S3 store accepts");
-    default:
-      return err;
-  }
 }
