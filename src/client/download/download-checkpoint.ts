@@ -1,7 +1,7 @@
 import { lstat, mkdir, rmdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { clientFor } from "../connection.js";
-import { createAgents, destroyAgents, type TransferAgents } from "../transfer/http.js";
+import { ConnectionPool } from "../transfer/get.js";
 import { downloadFile, refOf, type FileDownloadContext } from "./file-download.js";
 import { HashPool } from "./hash-pool.js";
 import { latestCheckpointId } from "./latest-checkpoint.js";
@@ -79,7 +79,7 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
     signal,
     progress,
     emit,
-    agents: options.agents,
+    connections: options.connections,
     idleTimeoutMs: options.idleTimeoutMs,
     progressIntervalMs: options.progressIntervalMs,
   });
@@ -132,7 +132,7 @@ async function fetchFiles(
     signal: AbortSignal;
     progress: ProgressTracker;
     emit: FileDownloadContext["emit"];
-    agents: TransferAgents | undefined;
+    connections: ConnectionPool | undefined;
     idleTimeoutMs: number | undefined;
     progressIntervalMs: number | undefined;
   },
@@ -142,7 +142,7 @@ async function fetchFiles(
   const dirs = new SafeDirs(run.dest);
   await dirs.ensure(STATE_DIR_NAME);
   const unlock = await lockStateDir(stateDir);
-  const agents = run.agents ?? createAgents();
+  const connections = run.connections ?? new ConnectionPool();
   const hashPool = new HashPool();
   const ticker = setInterval(() => run.emit({ type: "progress" }), run.progressIntervalMs ?? 250);
   ticker.unref();
@@ -157,7 +157,7 @@ async function fetchFiles(
     stateDir,
     partSize: run.tuning.partSize,
     retry: run.retry,
-    agents,
+    connections,
     hashPool,
     idleTimeoutMs: run.idleTimeoutMs,
     signal: run.signal,
@@ -197,7 +197,7 @@ async function fetchFiles(
     return downloaded;
   } finally {
     clearInterval(ticker);
-    if (!run.agents) destroyAgents(agents);
+    if (!run.connections) connections.close();
     await hashPool.close();
     await unlock();
     // Left only when something is still partial; otherwise the folder holds just the files.

@@ -1,6 +1,6 @@
 import { dirname, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { TransferAgents } from "../transfer/http.js";
+import type { ConnectionPool } from "../transfer/get.js";
 import { BlobRequestError, IntegrityError, RangeNotHonouredError, RemoteChangedError } from "./errors.js";
 import { fetchRangeInto } from "./fetch-range.js";
 import type { FileHasher, HashPool } from "./hash-pool.js";
@@ -20,7 +20,8 @@ export interface FileDownloadContext {
   stateDir: string;
   partSize: number;
   retry: RetryPolicy;
-  agents: TransferAgents;
+  /** Keep-alive connections for the presigned-URL GETs. */
+  connections: ConnectionPool;
   /** Verifies announced digests in worker threads. */
   hashPool: HashPool;
   /** A response that sends no byte for this long is abandoned and retried. */
@@ -187,7 +188,7 @@ async function downloadPart(
         fileSize: file.sizeBytes,
         ifMatch: partial.etag,
         handle: partial.handle,
-        agents: ctx.agents,
+        pool: ctx.connections,
         signal,
         idleTimeoutMs: ctx.idleTimeoutMs,
         onValidators: (etag, sha256) => {

@@ -1,4 +1,4 @@
-import type { TransferAgents } from "../transfer/http.js";
+import type { ConnectionPool } from "../transfer/get.js";
 import type { Connection } from "../connection.js";
 import type { ProgressSnapshot } from "./progress.js";
 
@@ -72,8 +72,8 @@ export type DownloadCheckpointOptions = Connection &
     signal?: AbortSignal;
     /** Files per listing request; default 1000. */
     pageSize?: number;
-    /** Keep-alive agents for the presigned-URL requests (default: private ones, closed at the end). */
-    agents?: TransferAgents;
+    /** Keep-alive connections for the presigned-URL requests (default: a private pool, closed at the end). */
+    connections?: ConnectionPool;
     /** A response that sends no byte for this long is abandoned and retried; default 60 s. */
     idleTimeoutMs?: number;
   };
