@@ -37,7 +37,7 @@ interface Fixture {
   rounds: number;
 }
 const FULL: Fixture = { large: 4, largeSize: 1024 * MiB, small: 200, smallSize: 30_000, rounds: 3 };
-const QUICK: Fixture = { large: 4, largeSize: 128 * MiB, small: 200, smallSize: 30_000, rounds: 2 };
+const QUICK: Fixture = { large: 4, largeSize: 128 * MiB, small: 200, smallSize: 30_000, rounds: Number(process.env.BENCH_ROUNDS ?? 2) };
 
 export interface Measured {
   wall: number;

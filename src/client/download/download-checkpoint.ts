@@ -71,6 +71,7 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
   });
   if (options.dryRun) return summary(0);
 
+  const digests = new Map<string, string>();
   const downloaded = await fetchFiles(run.toFetch, run.failed, {
     book,
     dest,
@@ -80,10 +81,16 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
     progress,
     emit,
     connections: options.connections,
+    hashFiles: options.hashFiles ?? true,
+    digests,
     idleTimeoutMs: options.idleTimeoutMs,
     progressIntervalMs: options.progressIntervalMs,
   });
   emit({ type: "progress" });
+  for (const entry of run.entries) {
+    const sha256 = digests.get(entry.localName);
+    if (sha256 !== undefined && entry.action !== "refuse") entry.sha256 = sha256;
+  }
   return summary(downloaded);
 }
 
@@ -133,6 +140,9 @@ async function fetchFiles(
     progress: ProgressTracker;
     emit: FileDownloadContext["emit"];
     connections: ConnectionPool | undefined;
+    hashFiles: boolean;
+    /** Filled in: the SHA-256 of each file downloaded and hashed, by local name. */
+    digests: Map<string, string>;
     idleTimeoutMs: number | undefined;
     progressIntervalMs: number | undefined;
   },
@@ -159,6 +169,7 @@ async function fetchFiles(
     retry: run.retry,
     connections,
     hashPool,
+    hashFiles: run.hashFiles,
     idleTimeoutMs: run.idleTimeoutMs,
     signal: run.signal,
     progress: run.progress,
@@ -178,7 +189,8 @@ async function fetchFiles(
       active++;
       if (started === files.length) capacityChanged();
       try {
-        const verified = await downloadFile(file, ctx);
+        const { verified, sha256 } = await downloadFile(file, ctx);
+        if (sha256 !== null) run.digests.set(file.localName, sha256);
         downloaded++;
         run.progress.fileFinished("done");
         run.emit({ type: "file-done", file: refOf(file), verified });

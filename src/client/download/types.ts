@@ -76,6 +76,12 @@ export type DownloadCheckpointOptions = Connection &
     connections?: ConnectionPool;
     /** A response that sends no byte for this long is abandoned and retried; default 60 s. */
     idleTimeoutMs?: number;
+    /**
+     * Hash every downloaded file (SHA-256, in worker threads, as its bytes land) and report the
+     * digest in the summary's `files`; default true. A digest the server announces is checked
+     * either way.
+     */
+    hashFiles?: boolean;
   };
 
 /** A file as the download reports it; never carries its URL. */
@@ -108,6 +114,8 @@ export interface PlannedEntry extends FileRef {
   action: "download" | "resume" | "skip" | "refuse";
   /** Bytes already downloaded by an interrupted run, kept and not fetched again. */
   resumableBytes: number;
+  /** SHA-256 of the bytes this run wrote, when it hashed the file (see hashFiles). */
+  sha256?: string;
 }
 
 export interface DownloadSummary {
