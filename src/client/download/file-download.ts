@@ -7,6 +7,7 @@ import type { FileHasher, HashPool } from "./hash-pool.js";
 import { splitIntoParts, type Part } from "./parts.js";
 import type { PlannedFile } from "./plan.js";
 import type { ProgressTracker } from "./progress.js";
+import { runPool } from "./pool.js";
 import { PartialDownload } from "./resume-state.js";
 import { backoffDelay, isRetryableStatus } from "./retry.js";
 import type { SafeDirs } from "./safe-dir.js";
@@ -102,7 +103,10 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   };
   let keepPartial = true;
   try {
-    await fetchParts(pending, ctx, fileAbort, async (part) => {
+    // As many parts at once as the run allows right now, asked again as parts end or connections
+    // free up; the first failure cancels the file's other requests (finished parts stay recorded).
+    const limits = { concurrency: ctx.parallelParts, watchCapacity: ctx.watchCapacity, onFirstFailure: () => fileAbort.abort() };
+    await runPool(pending, limits, async (part) => {
       await downloadPart(part, file, partial, ctx, signal, (bytes) => onWritten(part, bytes), hasher);
       await partial.markDone(part.index);
       if (parts.length > 1) ctx.emit({ type: "part-done", file: refOf(file), part: part.index, parts: parts.length });
@@ -124,46 +128,6 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   } finally {
     if (keepPartial) await partial.suspend();
   }
-}
-
-/**
- * Runs the parts in order, as many at once as ctx.parallelParts() allows, looking again each
- * time a part ends or the run frees connections. The first failure cancels the file's other
- * requests (their finished parts stay recorded) and is the one reported.
- */
-async function fetchParts(
-  parts: Part[],
-  ctx: Pick<FileDownloadContext, "parallelParts" | "watchCapacity">,
-  fileAbort: AbortController,
-  work: (part: Part) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let inFlight = 0;
-  let failure: { error: unknown } | null = null;
-  let unwatch = (): void => {};
-  await new Promise<void>((resolve) => {
-    const launch = (): void => {
-      while (failure === null && next < parts.length && inFlight < Math.max(1, ctx.parallelParts())) {
-        const part = parts[next++]!;
-        inFlight++;
-        work(part)
-          .catch((error: unknown) => {
-            if (failure !== null) return;
-            failure = { error };
-            fileAbort.abort();
-          })
-          .finally(() => {
-            inFlight--;
-            launch();
-          });
-      }
-      if (inFlight === 0) resolve();
-    };
-    unwatch = ctx.watchCapacity(launch);
-    launch();
-  });
-  unwatch();
-  if (failure !== null) throw (failure as { error: unknown }).error;
 }
 
 /**
