@@ -7,7 +7,8 @@
  *   node dist/bench/scale-out-download.js [--quick]
  *
  * Full: 4 x 256 MiB + 200 x 30 KB, 3 rounds; quick: 4 x 64 MiB + 200 x 30 KB, 2 rounds. Skipped
- * when radosgw (test/harness/rgw.ts), rclone or aws is missing. rclone: --transfers 16
+ * when radosgw (test/harness/rgw.ts), rclone or aws is missing. A fourth side, the download engine
+ * alone (bench/transfer-sides.ts: no CLI start-up, no per-file SHA-256), shows what those cost. rclone: --transfers 16
  * --multi-thread-streams 8 (its own defaults are 4 transfers); aws: its defaults (10 requests).
  */
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
@@ -15,7 +16,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { randomFillSync } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { startRgw } from "../test/harness/rgw.js";
 import { CKPT_CLI, MiB, onCleanup, run, tempDir } from "./lib.js";
 import { fmt, median, row, type Row } from "./report.js";
@@ -23,7 +24,7 @@ import { startListing, timed, type Measured } from "./transfer.js";
 
 export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promise<Row[]> {
   const large = opts.quick ? 64 * MiB : 256 * MiB;
-  const rounds = opts.quick ? 2 : 3;
+  const rounds = Number(process.env.BENCH_ROUNDS ?? (opts.quick ? 2 : 3));
   const which = (tool: string) => process.env.PATH!.split(":").some((d) => existsSync(join(d, tool)));
   const missing = ["rclone", "aws"].filter((t) => !which(t));
   if (missing.length) return [row({ scenario: "8. scale-out download", ckpt: Number.NaN, anchor: Number.NaN, unit: "", note: `skipped: ${missing.join(", ")} not installed` })];
@@ -77,6 +78,8 @@ export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promis
     };
     const sides: Record<string, () => Promise<Measured>> = {
       ckpt: () => timed(process.execPath, [CKPT_CLI, "download", "--project", "proj", "--job", "job", "--out", out("ckpt"), "--quiet"], { CKPT_API_URL: listing.url, CKPT_API_KEY: "bench" }),
+      // The engine alone, without the CLI's start-up and the SHA-256 it computes for its manifest.
+      engine: () => timed(process.execPath, [fileURLToPath(new URL("./transfer-sides.js", import.meta.url)), "engine", listing.url, out("engine")]),
       rclone: () => timed("rclone", ["copy", "--transfers", "16", "--multi-thread-streams", "8", `rgw:${bucket}`, out("rclone")], rcloneEnv),
       aws: () => timed("aws", ["--endpoint-url", rgw.endpoint, "s3", "cp", "--recursive", "--only-show-errors", `s3://${bucket}/`, out("aws")], awsEnv),
     };
@@ -98,6 +101,13 @@ export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promis
       `${opts.quick ? "quick mode: 64 MiB shards; " : ""}median of ${rounds} rotating rounds; wall ${fmt(wall("ckpt"))} vs ${fmt(wall(n))} s; client CPU ${cpu("ckpt")} vs ${cpu(n)} s`;
     return [
       row({ scenario: `8. scale-out download from Ceph RGW, ${label}: ckpt (presigned URLs) vs rclone copy`, ckpt: speed("ckpt"), anchor: speed("rclone"), unit: "MiB/s", target: ">= 1.0x", meets: (r) => r >= 1, note: note("rclone") }),
+      row({
+        scenario: "8. scale-out download from Ceph RGW: the download engine alone (SDK, hashFiles: false) vs rclone copy",
+        ckpt: speed("engine"),
+        anchor: speed("rclone"),
+        unit: "MiB/s",
+        note: `wall ${fmt(wall("engine"))} vs ${fmt(wall("rclone"))} s; CPU ${cpu("engine")} vs ${cpu("rclone")} s; no CLI start-up, no per-file SHA-256`,
+      }),
       row({ scenario: `8. scale-out download from Ceph RGW: ckpt vs aws s3 cp --recursive`, ckpt: speed("ckpt"), anchor: speed("aws"), unit: "MiB/s", target: ">= 1.0x", meets: (r) => r >= 1, note: note("aws") }),
     ];
   } finally {

@@ -15,7 +15,9 @@
  *
  * Each client runs under /usr/bin/time: wall time, user + system CPU of the process and its
  * threads/children, and peak RSS, all from the kernel. ckpt also fsyncs each file before its
- * rename (free on tmpfs). --profile writes a V8 CPU profile of one extra ckpt run per thread
+ * rename (free on tmpfs), and hashes every file for its manifest; two more sides show what that
+ * costs (bench/transfer-sides.ts): the engine alone without hashing, and SHA-256 of the same
+ * bytes alone. --profile writes a V8 CPU profile of one extra ckpt run per thread
  * (main and hashing workers) into DIR, for bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path
  * to another build's dist/src/cli/main.js> adds that build as a fifth side (before/after).
  */
@@ -24,7 +26,7 @@ import { existsSync, mkdirSync, openSync, closeSync, writeSync, readFileSync, rm
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { CKPT_CLI, MiB, onCleanup, run, tempDir } from "./lib.js";
 import { fmt, median, row, type Row } from "./report.js";
 import { startNginx } from "./serving.js";
@@ -37,7 +39,7 @@ interface Fixture {
   rounds: number;
 }
 const FULL: Fixture = { large: 4, largeSize: 1024 * MiB, small: 200, smallSize: 30_000, rounds: 3 };
-const QUICK: Fixture = { large: 4, largeSize: 128 * MiB, small: 200, smallSize: 30_000, rounds: 2 };
+const QUICK: Fixture = { large: 4, largeSize: 128 * MiB, small: 200, smallSize: 30_000, rounds: Number(process.env.BENCH_ROUNDS ?? 2) };
 
 export interface Measured {
   wall: number;
@@ -181,6 +183,14 @@ export async function runTransferBench(opts: { quick: boolean; profileDir?: stri
         return timed("aria2c", ["-x16", "-s16", "-j16", "-q", "--allow-overwrite=true", "--auto-file-renaming=false", "--file-allocation=none", "-d", dir, "-i", ariaList]);
       },
     };
+    // Where ckpt's cost over curl's comes from: the engine without the manifest's hashing, and
+    // the hashing alone (one thread reading the source files from tmpfs).
+    const sidesScript = fileURLToPath(new URL("./transfer-sides.js", import.meta.url));
+    sides["engine, no hashing"] = async () => {
+      withDigest = false;
+      return timed(process.execPath, [sidesScript, "engine", listing.url, out("engine")]);
+    };
+    sides["sha256 alone"] = async () => timed(process.execPath, [sidesScript, "sha256", ...files.map((f) => join(sourceRoot, "blobs", f.name))]);
     // Another build of ckpt (e.g. the commit before a change), as a side of its own.
     const baseline = process.env.BENCH_BASELINE_CLI;
     if (baseline)
@@ -244,6 +254,20 @@ export async function runTransferBench(opts: { quick: boolean; profileDir?: stri
         target: "<= 1.5x",
         meets: (r) => r <= 1.5,
         note: `ckpt ${split("ckpt")}, curl ${split("curl")}`,
+      }),
+      row({
+        scenario: "7. transfer: the download engine alone (SDK, hashFiles: false) vs curl (wall)",
+        ckpt: wall("engine, no hashing"),
+        anchor: wall("curl"),
+        unit: "s",
+        note: `CPU ${split("engine, no hashing")} = ${fmt(cpu("engine, no hashing") / cpu("curl"))}x curl's; the CLI also hashes every file for its manifest`,
+      }),
+      row({
+        scenario: "7. transfer: SHA-256 of the same bytes alone (one thread, from tmpfs) vs curl's whole download (CPU)",
+        ckpt: cpu("sha256 alone"),
+        anchor: cpu("curl"),
+        unit: "CPU s",
+        note: `${split("sha256 alone")}; the least any client that hashes what it downloads adds to curl's CPU`,
       }),
       row({
         scenario: "7. transfer: ckpt download vs aria2c -x16 -s16 -j16 (wall)",

@@ -42,13 +42,13 @@ async function readManifest(dest: string): Promise<DownloadManifest | null> {
 
 /**
  * Records what a finished download put in `dest`: each file's rank, name, size and SHA-256 (of
- * the bytes on disk, read back once). Entries of earlier downloads into the same folder are kept
+ * the bytes on disk: taken from the entry when the download hashed them, read back otherwise). Entries of earlier downloads into the same folder are kept
  * unless this one rewrote them. Written to a temporary name and renamed: never half a manifest.
  */
 export async function writeDownloadManifest(
   dest: string,
   about: { projectId: string; jobId: string; checkpointId: string | null; state: string | null },
-  files: readonly FileRef[],
+  files: readonly (FileRef & { sha256?: string })[],
 ): Promise<DownloadManifest> {
   const byPath = new Map<string, ManifestEntry>();
   for (const entry of (await readManifest(dest))?.files ?? []) byPath.set(entry.local_path, entry);
@@ -58,7 +58,8 @@ export async function writeDownloadManifest(
       node_rank: file.nodeRank,
       relative_file_name: file.relativeFileName,
       size_bytes: file.sizeBytes,
-      sha256: await sha256OfFile(join(dest, ...file.localName.split("/"))),
+      // The download hashed what it wrote as it landed; only files it did not fetch are read here.
+      sha256: file.sha256 ?? (await sha256OfFile(join(dest, ...file.localName.split("/")))),
     });
   const manifest: DownloadManifest = {
     version: 1,

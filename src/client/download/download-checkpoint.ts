@@ -1,7 +1,7 @@
 import { lstat, mkdir, rmdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { clientFor } from "../connection.js";
-import { createAgents, destroyAgents, type TransferAgents } from "../transfer/http.js";
+import { ConnectionPool } from "../transfer/get.js";
 import { downloadFile, refOf, type FileDownloadContext } from "./file-download.js";
 import { HashPool } from "./hash-pool.js";
 import { latestCheckpointId } from "./latest-checkpoint.js";
@@ -71,6 +71,7 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
   });
   if (options.dryRun) return summary(0);
 
+  const digests = new Map<string, string>();
   const downloaded = await fetchFiles(run.toFetch, run.failed, {
     book,
     dest,
@@ -79,11 +80,17 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
     signal,
     progress,
     emit,
-    agents: options.agents,
+    connections: options.connections,
+    hashFiles: options.hashFiles ?? true,
+    digests,
     idleTimeoutMs: options.idleTimeoutMs,
     progressIntervalMs: options.progressIntervalMs,
   });
   emit({ type: "progress" });
+  for (const entry of run.entries) {
+    const sha256 = digests.get(entry.localName);
+    if (sha256 !== undefined && entry.action !== "refuse") entry.sha256 = sha256;
+  }
   return summary(downloaded);
 }
 
@@ -132,7 +139,10 @@ async function fetchFiles(
     signal: AbortSignal;
     progress: ProgressTracker;
     emit: FileDownloadContext["emit"];
-    agents: TransferAgents | undefined;
+    connections: ConnectionPool | undefined;
+    hashFiles: boolean;
+    /** Filled in: the SHA-256 of each file downloaded and hashed, by local name. */
+    digests: Map<string, string>;
     idleTimeoutMs: number | undefined;
     progressIntervalMs: number | undefined;
   },
@@ -142,7 +152,7 @@ async function fetchFiles(
   const dirs = new SafeDirs(run.dest);
   await dirs.ensure(STATE_DIR_NAME);
   const unlock = await lockStateDir(stateDir);
-  const agents = run.agents ?? createAgents();
+  const connections = run.connections ?? new ConnectionPool();
   const hashPool = new HashPool();
   const ticker = setInterval(() => run.emit({ type: "progress" }), run.progressIntervalMs ?? 250);
   ticker.unref();
@@ -157,8 +167,9 @@ async function fetchFiles(
     stateDir,
     partSize: run.tuning.partSize,
     retry: run.retry,
-    agents,
+    connections,
     hashPool,
+    hashFiles: run.hashFiles,
     idleTimeoutMs: run.idleTimeoutMs,
     signal: run.signal,
     progress: run.progress,
@@ -178,7 +189,8 @@ async function fetchFiles(
       active++;
       if (started === files.length) capacityChanged();
       try {
-        const verified = await downloadFile(file, ctx);
+        const { verified, sha256 } = await downloadFile(file, ctx);
+        if (sha256 !== null) run.digests.set(file.localName, sha256);
         downloaded++;
         run.progress.fileFinished("done");
         run.emit({ type: "file-done", file: refOf(file), verified });
@@ -197,7 +209,7 @@ async function fetchFiles(
     return downloaded;
   } finally {
     clearInterval(ticker);
-    if (!run.agents) destroyAgents(agents);
+    if (!run.connections) connections.close();
     await hashPool.close();
     await unlock();
     // Left only when something is still partial; otherwise the folder holds just the files.

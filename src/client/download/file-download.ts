@@ -1,12 +1,13 @@
 import { dirname, posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { TransferAgents } from "../transfer/http.js";
+import type { ConnectionPool } from "../transfer/get.js";
 import { BlobRequestError, IntegrityError, RangeNotHonouredError, RemoteChangedError } from "./errors.js";
 import { fetchRangeInto } from "./fetch-range.js";
 import type { FileHasher, HashPool } from "./hash-pool.js";
 import { splitIntoParts, type Part } from "./parts.js";
 import type { PlannedFile } from "./plan.js";
 import type { ProgressTracker } from "./progress.js";
+import { runPool } from "./pool.js";
 import { PartialDownload } from "./resume-state.js";
 import { backoffDelay, isRetryableStatus } from "./retry.js";
 import type { SafeDirs } from "./safe-dir.js";
@@ -20,9 +21,12 @@ export interface FileDownloadContext {
   stateDir: string;
   partSize: number;
   retry: RetryPolicy;
-  agents: TransferAgents;
-  /** Verifies announced digests in worker threads. */
+  /** Keep-alive connections for the presigned-URL GETs. */
+  connections: ConnectionPool;
+  /** Hashes files in worker threads as their bytes land. */
   hashPool: HashPool;
+  /** Hash every file (not only those whose digest the server announces) and report the digest. */
+  hashFiles: boolean;
   /** A response that sends no byte for this long is abandoned and retried. */
   idleTimeoutMs?: number;
   signal: AbortSignal;
@@ -49,9 +53,9 @@ const URL_REFRESHES_FORBIDDEN = 1;
 /**
  * Downloads one file into place: resumes its partial download if the same remote version was
  * being fetched, fetches the missing parts in parallel, verifies, then renames. Resolves with
- * how it was verified; throws why it failed.
+ * how it was verified and the file's SHA-256 when it was computed; throws why it failed.
  */
-export async function downloadFile(file: PlannedFile, ctx: FileDownloadContext): Promise<"sha256" | "size"> {
+export async function downloadFile(file: PlannedFile, ctx: FileDownloadContext): Promise<FileOutcome> {
   await ctx.dirs.ensure(posix.dirname(file.localName));
   let partSize = ctx.partSize;
   for (let attempt = 1; ; attempt++) {
@@ -71,18 +75,25 @@ export async function downloadFile(file: PlannedFile, ctx: FileDownloadContext):
   }
 }
 
+export interface FileOutcome {
+  /** "sha256" when checked against a digest the server announced, "size" otherwise. */
+  verified: "sha256" | "size";
+  /** SHA-256 of the bytes written (with hashFiles, or when the server announced one). */
+  sha256: string | null;
+}
+
 /** One attempt at one remote version of the file (as identified by its size and last_modified). */
-async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDownloadContext): Promise<"sha256" | "size"> {
+async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDownloadContext): Promise<FileOutcome> {
   const partial = await PartialDownload.open(ctx.stateDir, file, partSize);
   const pending = partial.pendingParts();
   const resumed = file.sizeBytes - pending.reduce((sum, p) => sum + p.end - p.start + 1, 0);
   let counted = resumed; // bytes of this file the progress tracker counts as done
   ctx.emit({ type: "file-started", file: refOf(file), resumedBytes: resumed });
 
-  // Hashed in file order by a worker thread as the bytes land, if the server announces a digest.
+  // Hashed in file order by a worker thread as the bytes land (if wanted, or a digest is announced).
   const parts = splitIntoParts(file.sizeBytes, partial.partSize);
   const hasher = ctx.hashPool.track(partial.dataPath, parts, partial.doneParts());
-  if (partial.sha256 !== null) hasher.enable();
+  if (ctx.hashFiles || partial.sha256 !== null) hasher.enable();
   const fileAbort = new AbortController();
   const signal = AbortSignal.any([ctx.signal, fileAbort.signal]);
   const onWritten = (part: Part, bytes: number): void => {
@@ -92,13 +103,16 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   };
   let keepPartial = true;
   try {
-    await fetchParts(pending, ctx, fileAbort, async (part) => {
+    // As many parts at once as the run allows right now, asked again as parts end or connections
+    // free up; the first failure cancels the file's other requests (finished parts stay recorded).
+    const limits = { concurrency: ctx.parallelParts, watchCapacity: ctx.watchCapacity, onFirstFailure: () => fileAbort.abort() };
+    await runPool(pending, limits, async (part) => {
       await downloadPart(part, file, partial, ctx, signal, (bytes) => onWritten(part, bytes), hasher);
       await partial.markDone(part.index);
       if (parts.length > 1) ctx.emit({ type: "part-done", file: refOf(file), part: part.index, parts: parts.length });
     });
     ctx.signal.throwIfAborted();
-    const verified = await verify(partial, file.sizeBytes, hasher);
+    const verified = await verify(partial, file.sizeBytes, hasher, ctx.hashFiles);
     await partial.commit(file.localPath, modifiedTime(file.lastModified));
     keepPartial = false;
     ctx.committedFolders.add(dirname(file.localPath));
@@ -114,46 +128,6 @@ async function downloadVersion(file: PlannedFile, partSize: number, ctx: FileDow
   } finally {
     if (keepPartial) await partial.suspend();
   }
-}
-
-/**
- * Runs the parts in order, as many at once as ctx.parallelParts() allows, looking again each
- * time a part ends or the run frees connections. The first failure cancels the file's other
- * requests (their finished parts stay recorded) and is the one reported.
- */
-async function fetchParts(
-  parts: Part[],
-  ctx: Pick<FileDownloadContext, "parallelParts" | "watchCapacity">,
-  fileAbort: AbortController,
-  work: (part: Part) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let inFlight = 0;
-  let failure: { error: unknown } | null = null;
-  let unwatch = (): void => {};
-  await new Promise<void>((resolve) => {
-    const launch = (): void => {
-      while (failure === null && next < parts.length && inFlight < Math.max(1, ctx.parallelParts())) {
-        const part = parts[next++]!;
-        inFlight++;
-        work(part)
-          .catch((error: unknown) => {
-            if (failure !== null) return;
-            failure = { error };
-            fileAbort.abort();
-          })
-          .finally(() => {
-            inFlight--;
-            launch();
-          });
-      }
-      if (inFlight === 0) resolve();
-    };
-    unwatch = ctx.watchCapacity(launch);
-    launch();
-  });
-  unwatch();
-  if (failure !== null) throw (failure as { error: unknown }).error;
 }
 
 /**
@@ -187,7 +161,7 @@ async function downloadPart(
         fileSize: file.sizeBytes,
         ifMatch: partial.etag,
         handle: partial.handle,
-        agents: ctx.agents,
+        pool: ctx.connections,
         signal,
         idleTimeoutMs: ctx.idleTimeoutMs,
         onValidators: (etag, sha256) => {
@@ -221,19 +195,20 @@ async function downloadPart(
 }
 
 /** Checks the finished partial file: its length, and its digest when the server announced one. */
-async function verify(partial: PartialDownload, size: number, hasher: FileHasher): Promise<"sha256" | "size"> {
+async function verify(partial: PartialDownload, size: number, hasher: FileHasher, hashFiles: boolean): Promise<FileOutcome> {
   const actualSize = (await partial.handle.stat()).size;
   if (actualSize !== size) throw new IntegrityError(`the partial file has ${actualSize} bytes, expected ${size}`);
   const expected = partial.sha256;
-  if (expected === null) return "size";
+  if (expected === null && !hashFiles) return { verified: "size", sha256: null };
   let actual: string;
   try {
     actual = await hasher.digest();
   } catch (err) {
     throw new IntegrityError(`could not hash the downloaded file: ${(err as Error).message}`);
   }
+  if (expected === null) return { verified: "size", sha256: actual };
   if (actual !== expected) throw new IntegrityError(`sha256 is ${actual}, the server announced ${expected}`);
-  return "sha256";
+  return { verified: "sha256", sha256: actual };
 }
 
 function modifiedTime(lastModified: string): Date | null {

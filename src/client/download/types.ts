@@ -1,4 +1,4 @@
-import type { TransferAgents } from "../transfer/http.js";
+import type { ConnectionPool } from "../transfer/get.js";
 import type { Connection } from "../connection.js";
 import type { ProgressSnapshot } from "./progress.js";
 
@@ -72,10 +72,16 @@ export type DownloadCheckpointOptions = Connection &
     signal?: AbortSignal;
     /** Files per listing request; default 1000. */
     pageSize?: number;
-    /** Keep-alive agents for the presigned-URL requests (default: private ones, closed at the end). */
-    agents?: TransferAgents;
+    /** Keep-alive connections for the presigned-URL requests (default: a private pool, closed at the end). */
+    connections?: ConnectionPool;
     /** A response that sends no byte for this long is abandoned and retried; default 60 s. */
     idleTimeoutMs?: number;
+    /**
+     * Hash every downloaded file (SHA-256, in worker threads, as its bytes land) and report the
+     * digest in the summary's `files`; default true. A digest the server announces is checked
+     * either way.
+     */
+    hashFiles?: boolean;
   };
 
 /** A file as the download reports it; never carries its URL. */
@@ -108,6 +114,8 @@ export interface PlannedEntry extends FileRef {
   action: "download" | "resume" | "skip" | "refuse";
   /** Bytes already downloaded by an interrupted run, kept and not fetched again. */
   resumableBytes: number;
+  /** SHA-256 of the bytes this run wrote, when it hashed the file (see hashFiles). */
+  sha256?: string;
 }
 
 export interface DownloadSummary {
