@@ -37,6 +37,7 @@ export function registerDownload(program: Command): void {
       .option("--retries <n>", "tries per request before a file is given up (default 6)", parseIntegerOption("--retries", 1, 100))
       .option("--idle-timeout <seconds>", "abandon (and retry) a response that sends nothing for this long (default 60)", parseIntegerOption("--idle-timeout", 1, 3600))
       .option("--dry-run", "list what would be downloaded, resumed or skipped; write nothing")
+      .option("--no-hash", "hash only files whose SHA-256 the server announces (and verify those); the manifest then records sizes only for the others, and `ckpt verify` checks just their size")
       .addOption(outputOption())
       .addOption(jsonFlagOption("jsonl", "same as -o jsonl: every event as a JSON line on stdout"))
       .addOption(quietOption()),
@@ -69,6 +70,7 @@ export function registerDownload(program: Command): void {
         retry: opts.retries === undefined ? undefined : { attempts: opts.retries },
         idleTimeoutMs: opts.idleTimeout === undefined ? undefined : opts.idleTimeout * 1000,
         dryRun: opts.dryRun,
+        hashFiles: opts.hash !== false,
         signal: interrupts.signal,
         onProgress: (event) => progress.onEvent(event),
       });
@@ -85,6 +87,7 @@ export function registerDownload(program: Command): void {
         summary.dest,
         { projectId: project.id, jobId: job.id, checkpointId: checkpoint?.id ?? null, state: checkpoint?.state ?? null },
         summary.files,
+        { readBackUnhashed: opts.hash !== false },
       );
     if (summary.files.length === 0) throw new CliError(`nothing to download: no checkpoint file of job ${job.id} matches the selection`);
     if (opts.dryRun && opts.output === "table") printPlan(summary);

@@ -21,6 +21,7 @@ export function registerVerify(program: Command): void {
       if (opts.output === "json")
         printJson({
           ok: report.ok,
+          size_only: report.sizeOnly,
           missing: report.missing.map((f) => f.local_path),
           changed: report.changed.map((c) => ({ path: c.entry.local_path, reason: c.reason })),
           extra: report.extra,
@@ -29,7 +30,7 @@ export function registerVerify(program: Command): void {
         for (const f of report.missing) process.stdout.write(`missing  ${printable(f.local_path)}\n`);
         for (const c of report.changed) process.stdout.write(`changed  ${printable(c.entry.local_path)}: ${c.reason}\n`);
         for (const path of report.extra) process.stdout.write(`extra    ${printable(path)}\n`);
-        process.stdout.write(`${report.ok} of ${report.manifest.files.length} files verified${bad ? `, ${bad} problems` : ""}\n`);
+        process.stdout.write(`${report.ok} of ${report.manifest.files.length} files verified${report.sizeOnly ? ` (${report.sizeOnly} by size only: downloaded with --no-hash)` : ""}${bad ? `, ${bad} problems` : ""}\n`);
       }
       if (bad) throw new CliError(`${dir}: ${bad} files missing, changed or not in the manifest`, 1);
     });

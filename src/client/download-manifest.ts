@@ -13,7 +13,8 @@ export interface ManifestEntry {
   node_rank: number;
   relative_file_name: string;
   size_bytes: number;
-  sha256: string;
+  /** Null when the download was told not to hash (`--no-hash`) and the server announced no digest: verify then checks the size only. */
+  sha256: string | null;
 }
 
 export interface DownloadManifest {
@@ -48,8 +49,10 @@ async function readManifest(dest: string): Promise<DownloadManifest | null> {
 export async function writeDownloadManifest(
   dest: string,
   about: { projectId: string; jobId: string; checkpointId: string | null; state: string | null },
-  files: readonly (FileRef & { sha256?: string })[],
+  files: readonly (FileRef & { sha256?: string | null })[],
+  options: { readBackUnhashed?: boolean } = {},
 ): Promise<DownloadManifest> {
+  const readBack = options.readBackUnhashed ?? true;
   const byPath = new Map<string, ManifestEntry>();
   for (const entry of (await readManifest(dest))?.files ?? []) byPath.set(entry.local_path, entry);
   for (const file of files)
@@ -58,8 +61,9 @@ export async function writeDownloadManifest(
       node_rank: file.nodeRank,
       relative_file_name: file.relativeFileName,
       size_bytes: file.sizeBytes,
-      // The download hashed what it wrote as it landed; only files it did not fetch are read here.
-      sha256: file.sha256 ?? (await sha256OfFile(join(dest, ...file.localName.split("/")))),
+      // The download hashed what it wrote as it landed; only files it did not fetch are read here
+      // (unless hashing was switched off, when an unannounced digest stays unknown).
+      sha256: file.sha256 ?? (readBack ? await sha256OfFile(join(dest, ...file.localName.split("/"))) : null),
     });
   const manifest: DownloadManifest = {
     version: 1,
@@ -80,6 +84,8 @@ export async function writeDownloadManifest(
 export interface VerifyReport {
   manifest: DownloadManifest;
   ok: number;
+  /** Of `ok`, the files whose manifest entry has no digest: only their size was checked. */
+  sizeOnly: number;
   missing: ManifestEntry[];
   changed: { entry: ManifestEntry; reason: string }[];
   /** Files under dest the manifest does not list (the state folder aside). */
@@ -90,7 +96,7 @@ export interface VerifyReport {
 export async function verifyDownload(dest: string): Promise<VerifyReport> {
   const manifest = await readManifest(dest);
   if (!manifest) throw new Error(`no manifest at ${manifestPath(dest)}: was this folder written by ckpt download?`);
-  const report: VerifyReport = { manifest, ok: 0, missing: [], changed: [], extra: [] };
+  const report: VerifyReport = { manifest, ok: 0, sizeOnly: 0, missing: [], changed: [], extra: [] };
   const listed = new Set(manifest.files.map((f) => f.local_path));
   for (const entry of manifest.files) {
     const path = join(dest, ...entry.local_path.split("/"));
@@ -98,7 +104,10 @@ export async function verifyDownload(dest: string): Promise<VerifyReport> {
     if (!info) report.missing.push(entry);
     else if (!info.isFile()) report.changed.push({ entry, reason: "not a regular file" });
     else if (info.size !== entry.size_bytes) report.changed.push({ entry, reason: `size ${info.size}, expected ${entry.size_bytes}` });
-    else if ((await sha256OfFile(path)) !== entry.sha256) report.changed.push({ entry, reason: "SHA-256 differs" });
+    else if (entry.sha256 === null) {
+      report.ok++;
+      report.sizeOnly++;
+    } else if ((await sha256OfFile(path)) !== entry.sha256) report.changed.push({ entry, reason: "SHA-256 differs" });
     else report.ok++;
   }
   for (const path of await walk(dest, "")) if (!listed.has(path)) report.extra.push(path);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { runCli } from "../harness/server.js";
@@ -234,4 +234,39 @@ test("an endless body is cut at the bytes asked for: a clear error, bounded memo
   assert.equal(faultyLanded, false);
   // A 200 to a ranged request starts the file over in one piece; the endless 200 then sends more than the file.
   failedClearly(result, /more bytes than requested|ignored the Range header/);
+});
+
+test("--no-hash with no digest announced (Baseten's listing): the manifest records sizes only and ckpt verify checks them; by default every file is hashed", async (t) => {
+  const announced = bytes(70_000);
+  const files: FaultyFile[] = [
+    { name: "a.bin", content: bytes(3 * MiB) },
+    { name: "b.json", content: bytes(500) },
+    { name: "announced.bin", content: announced, sha256: sha256(announced) },
+  ];
+  const server = await serve(t, files, () => ({ kind: "ok" }));
+  const out = tempDir();
+  t.after(out.remove);
+  const manifestOf = (dir: string) =>
+    Object.fromEntries(
+      (JSON.parse(readFileSync(join(dir, ".ckpt-download", "manifest.json"), "utf8")).files as { local_path: string; sha256: string | null }[]).map((f) => [f.local_path, f.sha256]),
+    );
+
+  const hashed = join(out.path, "hashed");
+  const first = await download(server, hashed);
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual(manifestOf(hashed), expected(files));
+
+  const fast = join(out.path, "fast");
+  const run = await download(server, fast, ["--no-hash"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(landed(fast), expected(files));
+  // The announced digest is still checked and recorded; the others are unknown, not guessed.
+  assert.deepEqual(manifestOf(fast), { "rank-0/a.bin": null, "rank-0/b.json": null, "rank-0/announced.bin": sha256(files[2]!.content) });
+  const verify = await runCli(["verify", fast]);
+  assert.equal(verify.code, 0, verify.stderr);
+  assert.match(verify.stdout, /3 of 3 files verified \(2 by size only: downloaded with --no-hash\)/);
+  appendFileSync(join(fast, "rank-0", "b.json"), "!");
+  const changed = await runCli(["verify", fast, "-o", "json"]);
+  assert.equal(changed.code, 1);
+  assert.deepEqual(JSON.parse(changed.stdout).changed, [{ path: "rank-0/b.json", reason: "size 501, expected 500" }]);
 });
