@@ -170,6 +170,11 @@ export async function runTransferBench(opts: { quick: boolean; profileDir?: stri
         withDigest = false;
         return timed(process.execPath, ckptArgs(out("ckpt")), env);
       },
+      // Like for like with curl, which hashes nothing: no digest is announced, none computed.
+      "ckpt --no-hash": async () => {
+        withDigest = false;
+        return timed(process.execPath, [...ckptArgs(out("ckpt-no-hash")), "--no-hash"], env);
+      },
       "ckpt+sha256": async () => {
         withDigest = true;
         return timed(process.execPath, ckptArgs(out("ckpt-sha")), env);
@@ -254,6 +259,24 @@ export async function runTransferBench(opts: { quick: boolean; profileDir?: stri
         target: "<= 1.5x",
         meets: (r) => r <= 1.5,
         note: `ckpt ${split("ckpt")}, curl ${split("curl")}`,
+      }),
+      row({
+        scenario: "7. transfer: ckpt download --no-hash (nothing hashed, as curl) vs curl (wall)",
+        ckpt: wall("ckpt --no-hash"),
+        anchor: wall("curl"),
+        unit: "s",
+        target: "<= 1.2x",
+        meets: (r) => r <= 1.2,
+        note: `${mibs("ckpt --no-hash")} vs ${mibs("curl")} MiB/s`,
+      }),
+      row({
+        scenario: "7. transfer: client CPU (user + sys), ckpt download --no-hash vs curl",
+        ckpt: cpu("ckpt --no-hash"),
+        anchor: cpu("curl"),
+        unit: "CPU s",
+        target: "<= 1.5x",
+        meets: (r) => r <= 1.5,
+        note: `ckpt ${split("ckpt --no-hash")}, curl ${split("curl")}`,
       }),
       row({
         scenario: "7. transfer: the download engine alone (SDK, hashFiles: false) vs curl (wall)",
