@@ -46,7 +46,7 @@ async function seed(store: MetadataStore, orgName = "acme"): Promise<Fixture> {
 async function commitNew(store: MetadataStore, jobId: string, relativeName: string, nodeRank = 0, sizeBytes = 10): Promise<FileRecord> {
   const result = await store.commitFile({ jobId, nodeRank, relativeName, sizeBytes, sha256: sha() });
   assert.ok(typeof result === "object", `commit of ${relativeName} answered ${String(result)}`);
-  return result;
+  return result.file;
 }
 
 /** Registers the conformance tests for one backend. `open` returns a fresh, empty store. */
@@ -73,7 +73,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
         "checkpointSyncStatus", "createdAt", "createdByEmail", "errorMessage", "fileCount", "id", "name",
         "orgId", "priority", "projectId", "spec", "status", "updatedAt",
       ]);
-      const fileKeys = ["createdAt", "jobId", "lastModified", "nodeRank", "relativeName", "seq", "sha256", "sizeBytes"];
+      const fileKeys = ["blobKey", "createdAt", "jobId", "lastModified", "nodeRank", "relativeName", "seq", "sha256", "sizeBytes"];
       assert.deepEqual(keys(file), fileKeys);
       assert.deepEqual(keys((await store.listFiles(job.id, 0, 1))[0]), fileKeys);
       assert.deepEqual(keys((await store.summarizeCheckpoints(job.id))[0]), [
@@ -472,8 +472,10 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.ok(afterThree!.updatedAt >= job.updatedAt);
 
       await nextMillisecond();
-      const replaced = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "ckpt-1/model.safetensors", sizeBytes: 99, sha256: null });
-      assert.ok(typeof replaced === "object");
+      const switched = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "ckpt-1/model.safetensors", sizeBytes: 99, sha256: null });
+      assert.ok(typeof switched === "object");
+      assert.deepEqual(switched.replaced, committed[1], "the switch answers the version it replaced");
+      const replaced = switched.file;
       assert.equal(replaced.seq, 1);
       assert.equal(replaced.sizeBytes, 99);
       assert.equal(replaced.sha256, null);
@@ -555,7 +557,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.equal(await commit("d"), "too-many-files");
       const replaced = await commit("b", 42);
       assert.ok(typeof replaced === "object");
-      assert.deepEqual([replaced.seq, replaced.sizeBytes], [1, 42]);
+      assert.deepEqual([replaced.file.seq, replaced.file.sizeBytes], [1, 42]);
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 3);
       assert.deepEqual((await store.listFiles(job.id, 0, 10)).map((f) => f.relativeName), ["a", "b", "c"]);
       assert.equal(await store.getFile(job.id, 0, "d"), null);
@@ -580,7 +582,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
           store.commitFile({ jobId: job.id, nodeRank: i % 4, relativeName: `ckpt-${i % 5}/shard-${i}.bin`, sizeBytes: i, sha256: null }),
         ),
       );
-      const seqs = results.map((r) => (typeof r === "object" ? r.seq : -1)).sort((a, b) => a - b);
+      const seqs = results.map((r) => (typeof r === "object" ? r.file.seq : -1)).sort((a, b) => a - b);
       assert.deepEqual(seqs, Array.from({ length: 50 }, (_, i) => i));
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 50);
       const listed = await store.listFiles(job.id, 0, 100);
@@ -596,7 +598,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
         ),
       );
       assert.equal(results.filter((r) => r === "too-many-files").length, 18);
-      const seqs = results.flatMap((r) => (typeof r === "object" ? [r.seq] : [])).sort((a, b) => a - b);
+      const seqs = results.flatMap((r) => (typeof r === "object" ? [r.file.seq] : [])).sort((a, b) => a - b);
       assert.deepEqual(seqs, Array.from({ length: 12 }, (_, i) => i));
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 12);
     }));
@@ -608,7 +610,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
           store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "same.bin", sizeBytes: i, sha256: null }),
         ),
       );
-      assert.ok(results.every((r) => typeof r === "object" && r.seq === 0));
+      assert.ok(results.every((r) => typeof r === "object" && r.file.seq === 0));
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 1);
     }));
 
@@ -645,7 +647,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       const first = summary[0]!;
       assertTimestamps(first, ["createdAt", "lastModified"]);
       assert.equal(first.createdAt, c100.createdAt, "createdAt is the earliest file's");
-      assert.equal(first.lastModified, replaced.lastModified, "lastModified is the latest change");
+      assert.equal(first.lastModified, replaced.file.lastModified, "lastModified is the latest change");
       assert.equal((await store.getFile(job.id, 0, root.relativeName))?.sizeBytes, 7, "a root file stays listed as a file");
     }));
 
@@ -742,7 +744,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       await store.finishCheckpointDelete(job.id, "a");
       assert.deepEqual(await store.checkpointDeletesPending(), []);
       const again = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "a/x.bin", sizeBytes: 1, sha256: null });
-      assert.ok(typeof again === "object" && again.seq === 10, "positions are never reused");
+      assert.ok(typeof again === "object" && again.file.seq === 10, "positions are never reused");
       assert.deepEqual((await store.summarizeCheckpoints(job.id)).find((c) => c.checkpointId === "a")?.state, "WRITING");
       assert.equal(await store.removeAlias(project.id, "prod"), true);
       assert.equal(await store.removeAlias(project.id, "prod"), false);

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { header, openRequest, readSmallBody, translate, TransferError, type TransferAgents } from "../transfer/http.js";
 import { BlobRequestError, RangeNotHonouredError, RemoteChangedError } from "./errors.js";
 import { parseRetryAfter } from "./retry.js";
+import { isSha256Hex } from "../../domain/digests.js";
 
 /**
  * Bodies arrive in socket-sized chunks (16-64 KiB); writing each one costs a thread-pool round
@@ -218,7 +219,7 @@ function checkRange(status: number, headers: IncomingHttpHeaders, req: RangeRequ
 /** The digest a server announces: ckpt's x-ckpt-sha256, or S3 user metadata x-amz-meta-sha256. */
 function sha256Of(headers: IncomingHttpHeaders): string | undefined {
   const value = (header(headers, "x-ckpt-sha256") ?? header(headers, "x-amz-meta-sha256"))?.trim().toLowerCase();
-  return value && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
+  return isSha256Hex(value) ? value : undefined;
 }
 
 /** The server's own words on a failed request (JSON `message`, S3 XML `<Message>`), never the URL. */

@@ -1,7 +1,7 @@
 import { Type } from "@sinclair/typebox";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { badRequest } from "../../domain/errors.js";
-import { blobKeyOf, parseNodeRank } from "../../domain/names.js";
+import { parseNodeRank } from "../../domain/names.js";
 import type { CkptService } from "../../domain/service.js";
 import { callerOf } from "../plugins/auth.js";
 import { presentCheckpointFile } from "../present.js";
@@ -87,7 +87,7 @@ export const uploadCheckpointFileRoute: FastifyPluginAsyncTypebox<{ service: Ckp
         request.raw,
         { contentLength, sha256: request.headers["x-ckpt-sha256"] },
       );
-      const url = service.blobs.presignGet(blobKeyOf(projectId, jobId, nodeRank, relativeName), service.limits.urlTtlSeconds);
+      const url = service.presignFile(projectId, file);
       return reply.status(201).send(presentCheckpointFile(file, url));
     },
   );

@@ -3,7 +3,6 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { MAX_FILE_BYTES, type CkptService } from "../../domain/service.js";
 import { callerOf } from "../plugins/auth.js";
 import { presentCheckpointFile } from "../present.js";
-import { blobKeyOf } from "../../domain/names.js";
 import { CheckpointFile, ErrorResponse, JobParams, errorResponses } from "../schemas.js";
 
 const UploadParams = Type.Object({
@@ -102,7 +101,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         request.body.parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
         request.body.sha256 ?? null,
       );
-      const url = service.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), service.limits.urlTtlSeconds);
+      const url = service.presignFile(projectId, file);
       return reply.status(201).send(presentCheckpointFile(file, url));
     },
   );
