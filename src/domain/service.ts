@@ -370,10 +370,8 @@ export class CkptService {
       });
       if (typeof committed !== "string") {
         const { file, replaced } = committed;
-        if (replaced) {
-          const previous = blobKeyOfFile(target.projectId, replaced);
-          if (previous !== key) await this.blobs.delete(previous).catch(() => {}); // else gc's
-        }
+        // This switch unreferenced that version, so its bytes are ours to delete (if this fails, gc's).
+        if (replaced) await this.blobs.delete(blobKeyOfFile(target.projectId, replaced)).catch(() => {});
         await this.afterCommit(target.jobId, file, before);
         return file;
       }

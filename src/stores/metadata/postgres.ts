@@ -827,7 +827,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async listCheckpointFilesWithFacts(jobId: string, checkpointId: string): Promise<{ file: FileRecord; facts: FileFactsRecord | null }[]> {
     const FILE_F = `f.job_id AS "jobId", f.seq, f.node_rank AS "nodeRank", f.relative_name AS "relativeName",
-      f.size_bytes AS "sizeBytes", f.sha256, f.last_modified AS "lastModified", f.created_at AS "createdAt"`;
+      f.size_bytes AS "sizeBytes", f.sha256, f.last_modified AS "lastModified", f.created_at AS "createdAt", f.blob_key AS "blobKey"`;
     const rows = await this.rows<FileRecord & { format: string | null; error: string | null; parameterCount: number | null; tensorCount: number | null; summary: string | null }>(
       `SELECT ${FILE_F}, x.format, x.error, x.parameter_count AS "parameterCount", x.tensor_count AS "tensorCount", x.summary
        FROM checkpoint_files f LEFT JOIN file_facts x
@@ -835,7 +835,7 @@ export class PostgresMetadataStore implements MetadataStore {
        WHERE f.job_id = $1 AND f.relative_name COLLATE "C" > $2 AND f.relative_name COLLATE "C" < $3
        ORDER BY f.node_rank, f.relative_name COLLATE "C"`,
       [jobId, `${checkpointId}/`, `${checkpointId}0`],
-      "ckpt_checkpoint_files_with_facts",
+      "ckpt_checkpoint_files_with_facts_v15",
     );
     return rows.map(({ format, error, parameterCount, tensorCount, summary, ...file }) => ({
       file,
