@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { loadServerConfig } from "../config.js";
 import { issueKey, ownerEmailProblem } from "../domain/keys.js";
 import { openMetadataStore, openRuntime, rotateKeyring } from "./server-runtime.js";
-import type { CkptService } from "../domain/service.js";
+import type { GcReport } from "../domain/gc.js";
 import { CliError, table } from "./common.js";
 import { outputOption, printJsonLines, printListing } from "./output.js";
 import { createReporter } from "./reporter.js";
@@ -132,44 +132,12 @@ export function registerAdmin(program: Command): void {
       const dryRun = Boolean(opts.dryRun);
       const runtime = await openRuntime(config);
       try {
-        const report = await collectGarbage(runtime.service, { dryRun, minAgeMs: minAgeSeconds * 1000 });
+        const report = await runtime.service.collectGarbage({ dryRun, minAgeMs: minAgeSeconds * 1000 });
         printGcReport(opts.output, report, dryRun);
       } finally {
         await runtime.close();
       }
     });
-}
-
-export interface GcReport {
-  /** Jobs whose delete was interrupted (marked deleted, bytes or rows left). */
-  interruptedDeletes: number;
-  /** Temporary upload files (local) or multipart uploads (S3) removed; 0 in a dry run. */
-  temporaryRemoved: number;
-  orphans: { key: string; sizeBytes: number; action: "removed" | "kept: too young" | "would remove" }[];
-}
-
-/**
- * Garbage is what a crash or a bug can leave: a job marked deleted whose bytes remain,
- * temporary upload data, and blobs under training_projects/ that no live file row owns. A blob
- * younger than `minAgeMs` is spared even then: it may have just been renamed into place by an
- * upload whose row is about to be committed.
- */
-export async function collectGarbage(service: CkptService, options: { dryRun: boolean; minAgeMs: number }): Promise<GcReport> {
-  const interruptedDeletes = (await service.metadata.jobsPendingPurge()).length;
-  // recover() is what a starting server runs: it sweeps temporary data and finishes deletes.
-  // Temporary data younger than --min-age may be an upload a running server is writing.
-  const temporaryRemoved = options.dryRun ? 0 : (await service.recover({ temporaryMinAgeMs: options.minAgeMs })).incompleteUploadsRemoved;
-  const orphans: GcReport["orphans"] = [];
-  for await (const key of service.blobs.listKeys("training_projects/")) {
-    if (await service.fileForBlobKey(key)) continue;
-    const stat = await service.blobs.stat(key);
-    if (!stat) continue; // removed since it was listed
-    const young = Date.now() - stat.lastModified.getTime() < options.minAgeMs;
-    const action = young ? "kept: too young" : options.dryRun ? "would remove" : "removed";
-    if (action === "removed") await service.blobs.delete(key);
-    orphans.push({ key, sizeBytes: stat.sizeBytes, action });
-  }
-  return { interruptedDeletes, temporaryRemoved, orphans };
 }
 
 /** `-o json`: the report as one document; `-o jsonl`: one line per orphan blob; `-o table`: lines for people. */

@@ -2,6 +2,7 @@ import type { CkptClient } from "./api.js";
 import { CkptApiError } from "./errors.js";
 import type { CheckpointFile } from "./types.js";
 import { checkpointIdOf } from "../domain/checkpoint-id.js";
+import { isSha256Hex } from "../domain/digests.js";
 import {
   checkWeightMaps,
   formatOfFileName,
@@ -209,7 +210,7 @@ async function readRange(fetchImpl: typeof fetch, file: CheckpointFile, start: n
     throw new Error(`HTTP ${response.status}`);
   }
   const digest = response.headers.get("x-ckpt-sha256");
-  if (digest && /^[0-9a-f]{64}$/.test(digest)) into.sha256 = digest;
+  if (isSha256Hex(digest)) into.sha256 = digest;
   const skip = response.status === 200 ? start : 0;
   const chunks: Buffer[] = [];
   let got = 0;

@@ -4,7 +4,17 @@ import { checkReadiness, type Readiness } from "./readiness.js";
 import { ApiError, badRequest, conflict, notFound, unauthorized } from "./errors.js";
 import { newId } from "./ids.js";
 import { keyFromAuthorization, parseKey, secretMatches } from "./keys.js";
-import { assertRelativeName, blobKeyOf, jobBlobPrefix, parseBlobKey } from "./names.js";
+import {
+  assertRelativeName,
+  blobKeyOf,
+  blobKeyOfFile,
+  checkpointVersionsPrefix,
+  jobBlobPrefix,
+  parseAnyBlobKey,
+  versionedBlobKey,
+} from "./names.js";
+import { isSha256Hex } from "./digests.js";
+import { collectGarbage, type GcReport } from "./gc.js";
 import { checkpointIdOf, nameInCheckpoint } from "./checkpoint-id.js";
 import { isDeepSpeedLatest, isSafetensorsIndex } from "./checkpoint-markers.js";
 import { safetensorsDeclaredSize, shardsOfIndex, stateWhenJobEnds, summarizeTrainerState } from "./checkpoints.js";
@@ -104,9 +114,6 @@ export interface ServiceCapabilities {
  * names, and keeps the invariant that a file is listed only once its bytes are durable.
  */
 export class CkptService {
-  /** Serialises uploads of one (job, rank, name), so a replacement's bytes and row agree. */
-  private readonly uploadLocks = new Map<string, Promise<unknown>>();
-
   constructor(
     readonly metadata: MetadataStore,
     readonly blobs: BlobStore,
@@ -126,6 +133,14 @@ export class CkptService {
     const checkpointDeletes = await this.metadata.checkpointDeletesPending();
     for (const deletion of checkpointDeletes) await this.finishCheckpointDelete(deletion);
     return { incompleteUploadsRemoved, deletesFinished: pending.length + checkpointDeletes.length };
+  }
+
+  /**
+   * `ckpt admin gc`: recover(), then every blob no file row references (and no upload is
+   * writing) that is older than `minAgeMs` is an orphan, removed unless `dryRun` (see gc.ts).
+   */
+  async collectGarbage(options: { dryRun: boolean; minAgeMs: number }): Promise<GcReport> {
+    return collectGarbage({ metadata: this.metadata, blobs: this.blobs, recover: (o) => this.recover(o) }, options);
   }
 
   // --- Operations: audit log and readiness ---------------------------------------------------
@@ -283,12 +298,11 @@ export class CkptService {
     integrity: { contentLength?: number; sha256?: string },
   ): Promise<FileRecord> {
     assertRelativeName(target.relativeName);
-    if (integrity.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(integrity.sha256))
-      throw badRequest("x-ckpt-sha256 must be 64 lowercase hex characters");
+    if (integrity.sha256 !== undefined && !isSha256Hex(integrity.sha256)) throw badRequest("x-ckpt-sha256 must be 64 lowercase hex characters");
     await this.getJob(caller, target.projectId, target.jobId);
-    const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
-    return this.withUploadLock(key, async () => {
-      await this.refuseConflicts(target);
+    // Refused before any byte moves; commitFile decides it again, atomically.
+    await this.refuseConflicts(target);
+    return this.storeVersion(target, async (key) => {
       // Facts come from the bytes on their way to the store: no second read of the file.
       const extractor = extractorFor(target.relativeName);
       const collector = extractor ? new PrefixCollector(extractor, integrity.contentLength) : null;
@@ -299,52 +313,81 @@ export class CkptService {
           ...(collector ? { observe: (chunk: Buffer) => collector.offer(chunk) } : {}),
         }),
       );
-      return this.commit(target, key, put, collector && storeFacts(collector.facts(put.sizeBytes)));
+      return { stored: put, facts: collector && storeFacts(collector.facts(put.sizeBytes)) };
     });
   }
 
-  /** Makes stored bytes visible as a file; undoes the blob if the job vanished or is full. */
+  /**
+   * Writes a new version of a file at its own key and commits it. No lock: two servers replacing
+   * one name at once each write their own key, and the row switch in the metadata store (one
+   * transaction, serialised per job) decides which is listed. Whoever's switch unreferenced a
+   * version deletes it; a crash in between leaves an orphan that gc removes. The key is announced
+   * to gc (a blob write) before the first byte, so gc never takes an upload in flight for garbage.
+   */
+  private async storeVersion(
+    target: { projectId: string; jobId: string; nodeRank: number; relativeName: string },
+    write: (key: string) => Promise<{ stored: { sizeBytes: number; sha256: string | null }; facts: StoredFacts | null }>,
+  ): Promise<FileRecord> {
+    const key = versionedBlobKey(target.projectId, target.jobId, target.nodeRank, target.relativeName, newId(20));
+    await this.metadata.beginBlobWrite(key, target.jobId);
+    let written: Awaited<ReturnType<typeof write>>;
+    try {
+      written = await write(key);
+    } catch (err) {
+      await this.discardVersion(key);
+      throw err;
+    }
+    return this.commit(target, key, written.stored, written.facts);
+  }
+
+  /** Removes a version no row references (an upload that failed or was refused at commit). */
+  private async discardVersion(key: string): Promise<void> {
+    await this.blobs.delete(key).catch(() => {});
+    await this.metadata.endBlobWrite(key).catch(() => {});
+  }
+
+  /** Makes stored bytes visible as a file (the row switch), then deletes the version it replaced. */
   private async commit(
-    target: { jobId: string; nodeRank: number; relativeName: string },
+    target: { projectId: string; jobId: string; nodeRank: number; relativeName: string },
     key: string,
     stored: { sizeBytes: number; sha256: string | null },
     facts: StoredFacts | null,
   ): Promise<FileRecord> {
     const checkpointId = checkpointIdOf(target.relativeName);
-    const before = checkpointId === null ? null : await this.metadata.getCheckpoint(target.jobId, checkpointId);
     let committed: Awaited<ReturnType<MetadataStore["commitFile"]>>;
     try {
+      const before = checkpointId === null ? null : await this.metadata.getCheckpoint(target.jobId, checkpointId);
       committed = await this.metadata.commitFile({
         jobId: target.jobId,
         nodeRank: target.nodeRank,
         relativeName: target.relativeName,
         sizeBytes: stored.sizeBytes,
         sha256: stored.sha256,
+        blobKey: key,
         maxFilesPerJob: this.limits.maxFilesPerJob,
         facts,
       });
+      if (typeof committed !== "string") {
+        const { file, replaced } = committed;
+        // This switch unreferenced that version, so its bytes are ours to delete (if this fails, gc's).
+        if (replaced) await this.blobs.delete(blobKeyOfFile(target.projectId, replaced)).catch(() => {});
+        await this.afterCommit(target.jobId, file, before);
+        return file;
+      }
     } catch (err) {
-      // The database refused (full, unreachable): a new file's bytes must not linger unlisted.
-      // A replacement's previous bytes are already gone; its row is corrected by a re-upload.
-      const listed = await this.metadata.getFile(target.jobId, target.nodeRank, target.relativeName).catch(() => "unknown");
-      if (listed === null) await this.blobs.delete(key).catch(() => {});
+      // The database refused (full, unreachable) or the answer was lost: the version stays only if listed.
+      const listed = await this.metadata.getFile(target.jobId, target.nodeRank, target.relativeName).catch(() => "unknown" as const);
+      if (listed !== "unknown" && listed?.blobKey !== key) await this.discardVersion(key);
       throw err;
     }
-    if (committed === "job-gone") {
-      // The job was deleted while the bytes were in flight: leave nothing behind.
-      await this.blobs.delete(key);
-      throw notFound("training job");
+    await this.discardVersion(key);
+    if (committed === "job-gone") throw notFound("training job"); // deleted while the bytes were in flight
+    if (committed === "too-many-files") throw new ApiError(409, "TOO_MANY_FILES", `a job holds at most ${this.limits.maxFilesPerJob} files`);
+    if (committed === "path-conflict") {
+      await this.refuseConflicts(target);
+      throw conflict(`'${target.relativeName}' cannot be a file and a folder at once in rank ${target.nodeRank}`);
     }
-    if (committed === "too-many-files") {
-      await this.blobs.delete(key);
-      throw new ApiError(409, "TOO_MANY_FILES", `a job holds at most ${this.limits.maxFilesPerJob} files`);
-    }
-    if (committed === "checkpoint-deleting") {
-      await this.blobs.delete(key);
-      throw conflict(`checkpoint '${checkpointIdOf(target.relativeName)}' is being deleted; upload it again once the delete has finished`);
-    }
-    await this.afterCommit(target.jobId, committed, before);
-    return committed;
+    throw conflict(`checkpoint '${checkpointId}' is being deleted; upload it again once the delete has finished`);
   }
 
   /** Facts of bytes already at their key (direct uploads, imports): one ranged read of the file's start. */
@@ -371,11 +414,10 @@ export class CkptService {
   ): Promise<FileRecord> {
     assertRelativeName(target.relativeName);
     await this.getJob(caller, target.projectId, target.jobId);
-    const key = blobKeyOf(target.projectId, target.jobId, target.nodeRank, target.relativeName);
-    return this.withUploadLock(key, async () => {
-      await this.refuseConflicts(target);
+    await this.refuseConflicts(target);
+    return this.storeVersion(target, async (key) => {
       const stored = await translateBlobErrors(() => bringIn(key));
-      return this.commit(target, key, stored, await this.factsOfStored(key, target.relativeName, stored.sizeBytes));
+      return { stored, facts: await this.factsOfStored(key, target.relativeName, stored.sizeBytes) };
     });
   }
 
@@ -393,7 +435,7 @@ export class CkptService {
     assertRelativeName(target.relativeName);
     if (!Number.isSafeInteger(declared.sizeBytes) || declared.sizeBytes < 0 || declared.sizeBytes > MAX_FILE_BYTES)
       throw badRequest(`size_bytes must be an integer from 0 to ${MAX_FILE_BYTES}`);
-    if (declared.sha256 !== null && !/^[0-9a-f]{64}$/.test(declared.sha256)) throw badRequest("sha256 must be 64 lowercase hex characters");
+    if (declared.sha256 !== null && !isSha256Hex(declared.sha256)) throw badRequest("sha256 must be 64 lowercase hex characters");
     await this.getJob(caller, target.projectId, target.jobId);
     await this.refuseConflicts(target);
     const uploadId = newId(20);
@@ -425,27 +467,26 @@ export class CkptService {
     parts: UploadedPartRef[],
     sha256: string | null = null,
   ): Promise<FileRecord> {
-    if (sha256 !== null && !/^[0-9a-f]{64}$/.test(sha256)) throw badRequest("sha256 must be 64 lowercase hex characters");
+    if (sha256 !== null && !isSha256Hex(sha256)) throw badRequest("sha256 must be 64 lowercase hex characters");
     await this.getJob(caller, projectId, jobId);
     const upload = await this.metadata.getUpload(caller.orgId, jobId, uploadId);
     if (!upload) throw notFound("upload");
     if (sha256 !== null && upload.sha256 !== null && sha256 !== upload.sha256)
       throw badRequest("sha256 differs from the one declared when the upload began");
     const expectedSha256 = upload.sha256 ?? sha256;
-    const key = blobKeyOf(upload.projectId, upload.jobId, upload.nodeRank, upload.relativeName);
-    return this.withUploadLock(key, async () => {
-      // Claim it first: of two racing completions only one gets here, and a failed completion
-      // cannot be retried with the same (possibly already assembled) parts.
-      if (!(await this.metadata.deleteUpload(uploadId))) throw notFound("upload");
-      try {
-        await this.refuseConflicts(upload);
+    // Claim it first: of two racing completions only one gets here, and a failed completion
+    // cannot be retried with the same (possibly already assembled) parts.
+    if (!(await this.metadata.deleteUpload(uploadId))) throw notFound("upload");
+    try {
+      await this.refuseConflicts(upload);
+      return await this.storeVersion(upload, async (key) => {
         const stored = await translateBlobErrors(() => this.blobs.completeDirectUpload(upload, parts, key, expectedSha256));
-        return await this.commit(upload, key, stored, await this.factsOfStored(key, upload.relativeName, stored.sizeBytes));
-      } catch (err) {
-        await this.blobs.abortDirectUpload(upload).catch(() => {});
-        throw err;
-      }
-    });
+        return { stored, facts: await this.factsOfStored(key, upload.relativeName, stored.sizeBytes) };
+      });
+    } catch (err) {
+      await this.blobs.abortDirectUpload(upload).catch(() => {});
+      throw err;
+    }
   }
 
   async abortUpload(caller: Caller, projectId: string, jobId: string, uploadId: string): Promise<void> {
@@ -472,17 +513,6 @@ export class CkptService {
     return expired;
   }
 
-  private async withUploadLock<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.uploadLocks.get(key) ?? Promise.resolve();
-    const current = previous.catch(() => {}).then(work);
-    this.uploadLocks.set(key, current);
-    try {
-      return await current;
-    } finally {
-      if (this.uploadLocks.get(key) === current) this.uploadLocks.delete(key);
-    }
-  }
-
   async listFiles(caller: Caller, projectId: string, jobId: string, pageToken: number, pageSize: number): Promise<FilePage> {
     const { job } = await this.getJob(caller, projectId, jobId);
     const limit = Math.min(pageSize, this.limits.maxPageSize);
@@ -493,13 +523,18 @@ export class CkptService {
     const now = new Date();
     const files = rows.map((file) => ({
       file,
-      url: this.fileUrl(projectId, jobId, file, now),
+      url: this.presignFile(projectId, file, now),
     }));
     // The count read with the job may trail a commit that landed since; never report fewer
     // files than this page proves exist.
     const totalCount = Math.max(job.fileCount, rows.length);
     const nextPageToken = fetched.length > limit ? fetched[limit]!.seq : null;
     return { files, nextPageToken, totalCount };
+  }
+
+  /** The presigned download URL of a listed file: its version's key, so it never serves another version's bytes. */
+  presignFile(projectId: string, file: FileRecord, now = new Date()): string {
+    return this.blobs.presignGet(blobKeyOfFile(projectId, file), this.limits.urlTtlSeconds, now);
   }
 
   /**
@@ -538,7 +573,7 @@ export class CkptService {
       const checkpointId = checkpointIdOf(file.relativeName);
       const projectId = await this.projectOfJob(jobId);
       if (projectId === null) return;
-      const key = blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName);
+      const key = blobKeyOfFile(projectId, file);
       if (checkpointId === null) {
         if (isDeepSpeedLatest(file.relativeName) && file.sizeBytes <= 4096) {
           const tag = (await this.readBytes(key, file.sizeBytes)).toString("utf8").trim();
@@ -573,7 +608,10 @@ export class CkptService {
 
   /** A shard counts once its size is the one its own safetensors header declares. */
   private async checkShard(projectId: string, jobId: string, nodeRank: number, relativeName: string, sizeBytes: number): Promise<void> {
-    const key = blobKeyOf(projectId, jobId, nodeRank, relativeName);
+    // The version listed now (a concurrent replacement may delete it mid-read: then its own commit checks it).
+    const file = await this.metadata.getFile(jobId, nodeRank, relativeName);
+    if (!file || file.sizeBytes !== sizeBytes) return;
+    const key = blobKeyOfFile(projectId, file);
     const lengthBytes = await this.readBytes(key, Math.min(8, sizeBytes));
     if (lengthBytes.length < 8) return;
     const headerLength = Number(lengthBytes.readBigUInt64LE(0));
@@ -775,7 +813,11 @@ export class CkptService {
   }
 
   private async finishCheckpointDelete(deletion: { projectId: string; jobId: string; checkpointId: string; nodeRanks: number[] }): Promise<void> {
-    for (const rank of deletion.nodeRanks) await this.blobs.deletePrefix(blobKeyOf(deletion.projectId, deletion.jobId, rank, `${deletion.checkpointId}/`));
+    for (const rank of deletion.nodeRanks) {
+      // Every version of the checkpoint's files, and those committed before versioned keys.
+      await this.blobs.deletePrefix(checkpointVersionsPrefix(deletion.projectId, deletion.jobId, rank, deletion.checkpointId));
+      await this.blobs.deletePrefix(blobKeyOf(deletion.projectId, deletion.jobId, rank, `${deletion.checkpointId}/`));
+    }
     await this.metadata.finishCheckpointDelete(deletion.jobId, deletion.checkpointId);
   }
 
@@ -785,20 +827,17 @@ export class CkptService {
     return { partsViaApiServer: this.blobs.capabilities.partsViaApiServer };
   }
 
-  /** The presigned download URL of a listed file (lives `urlTtlSeconds`). */
-  fileUrl(projectId: string, jobId: string, file: Pick<FileRecord, "nodeRank" | "relativeName">, now?: Date): string {
-    return this.blobs.presignGet(blobKeyOf(projectId, jobId, file.nodeRank, file.relativeName), this.limits.urlTtlSeconds, now);
-  }
 
   /**
-   * For the presigned download route: the file behind a blob key, if it is still listed. The URL
-   * signature was already checked; this makes a deleted file (or job) a 404 even if bytes linger.
+   * For the presigned download route: the file behind a blob key, if that key is the version
+   * listed now. The URL signature was already checked; this makes a deleted file (or job) and a
+   * replaced version a 404 even if bytes linger, so a URL never serves a version its row does not describe.
    */
   async fileForBlobKey(key: string): Promise<FileRecord | null> {
-    const parsed = parseBlobKey(key);
+    const parsed = parseAnyBlobKey(key);
     if (!parsed) return null;
     const file = await this.metadata.getFile(parsed.jobId, parsed.nodeRank, parsed.relativeName);
-    return file;
+    return file && file.blobKey === (parsed.legacy ? null : key) ? file : null;
   }
 }
 

@@ -88,6 +88,28 @@ export interface FileRecord {
   sha256: string | null;
   lastModified: string;
   createdAt: string;
+  /**
+   * The blob key of this version's bytes (domain/names.ts versionedBlobKey); null for a file
+   * committed before versioned keys, whose bytes are at its legacy key (blobKeyOf).
+   */
+  blobKey: string | null;
+}
+
+/** What the row switch of a commit did: the file as committed and the version it replaced, if any. */
+export interface CommittedFile {
+  file: FileRecord;
+  /** The previous version (its blob key says which bytes the caller may now delete); null for a new name. */
+  replaced: FileRecord | null;
+}
+
+/** A blob key the garbage collector found, as parsed back into the file it would belong to. */
+export interface BlobKeyRef {
+  key: string;
+  jobId: string;
+  nodeRank: number;
+  relativeName: string;
+  /** A legacy key is referenced by a row of that name whose blob key is null; a versioned one by its own key. */
+  legacy: boolean;
 }
 
 export interface CheckpointSummary {

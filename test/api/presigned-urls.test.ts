@@ -99,7 +99,7 @@ describe("presigned download URLs (embedded store)", () => {
     });
   }
 
-  test("a replaced file is never stitched: a stale If-Match is 412 (and a stale If-Range gets it whole)", async () => {
+  test("a replaced file is never stitched: its old URL fails cleanly (404), with or without If-Match or If-Range", async () => {
     const { url, upload } = await uploaded("a.bin");
     const first = await fetch(url, { headers: { range: "bytes=0-9" } });
     const etag = first.headers.get("etag")!;
@@ -108,13 +108,19 @@ describe("presigned download URLs (embedded store)", () => {
     assert.equal(same.status, 206);
     await same.arrayBuffer();
     const replacement = randomBytes(5000);
-    assert.equal((await upload(0, "a.bin", replacement)).status, 201);
-    assert.equal((await fetch(url, { headers: { range: "bytes=0-9", "if-match": etag } })).status, 412);
-    if (local()) {
-      const stale = await fetch(url, { headers: { range: "bytes=0-9", "if-range": etag } });
-      assert.equal(stale.status, 200);
-      assert.deepEqual(Buffer.from(await stale.arrayBuffer()), replacement);
+    const put = await upload(0, "a.bin", replacement);
+    assert.equal(put.status, 201);
+    // Each version has its own key: the URL of the old one never reaches the new bytes.
+    const staleRequests: Record<string, string>[] = [{ range: "bytes=0-9", "if-match": etag }, { range: "bytes=0-9", "if-range": etag }, { range: "bytes=10-19" }, {}];
+    for (const headers of staleRequests) {
+      const stale = await fetch(url, { headers });
+      await stale.arrayBuffer();
+      assert.equal(stale.status, 404, JSON.stringify(headers));
     }
+    const fresh = await fetch(put.body.url, { headers: { range: "bytes=0-9", "if-match": etag } });
+    await fresh.arrayBuffer();
+    assert.equal(fresh.status, 412, "the new version's validator differs from the old one's");
+    assert.deepEqual(Buffer.from(await (await fetch(put.body.url)).arrayBuffer()), replacement);
   });
 
   test("tampering with the signature, the path or the expiry answers 403 and serves nothing", async () => {
@@ -136,7 +142,8 @@ describe("presigned download URLs (embedded store)", () => {
     variants.push(withParam(p.signature, ""));
     variants.push(withParam(p.expires, String(Number(u.searchParams.get(p.expires)) + 1)));
     variants.push(withParam(p.keyId, "otherkey"));
-    variants.push(url.replace("/x/one.bin", "/x/two.bin"));
+    assert.ok(url.includes("/one.bin?") && url.includes("/rank-0/"));
+    variants.push(url.replace("/one.bin?", "/two.bin?"));
     variants.push(url.replace("/rank-0/", "/rank-1/"));
     variants.push(url.split("?")[0]!);
     for (const v of variants) {

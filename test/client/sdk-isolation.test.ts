@@ -13,9 +13,9 @@ const formatsRoot = resolve(clientRoot, "..", "formats");
 const ALLOWED_PACKAGES = new Set(["picomatch"]);
 /**
  * Domain rules the SDK shares with the server so each has one home (which checkpoint a file
- * belongs to, which files complete one). They import nothing but each other.
+ * belongs to, which files complete one, file names and node ranks, the SHA-256 format). They import nothing but each other.
  */
-const SHARED_DOMAIN_MODULES = new Set(["checkpoint-id.js", "checkpoint-markers.js"].map((f) => resolve(clientRoot, "..", "domain", f)));
+const SHARED_DOMAIN_MODULES = new Set(["checkpoint-id.js", "checkpoint-markers.js", "name-rules.js", "digests.js"].map((f) => resolve(clientRoot, "..", "domain", f)));
 
 /** Every module reachable from the SDK entry point, following the compiled import statements. */
 function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {

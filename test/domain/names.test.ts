@@ -2,7 +2,19 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { checkpointIdOf } from "../../src/domain/checkpoint-id.js";
-import { ancestorsOf, blobKeyOf, parseBlobKey, parseNodeRank, relativeNameProblem } from "../../src/domain/names.js";
+import {
+  ancestorsOf,
+  blobKeyOf,
+  checkpointVersionsPrefix,
+  jobBlobPrefix,
+  parseAnyBlobKey,
+  parseBlobKey,
+  parseNodeRank,
+  parseVersionedBlobKey,
+  relativeNameProblem,
+  versionedBlobKey,
+} from "../../src/domain/names.js";
+import { newId } from "../../src/domain/ids.js";
 
 describe("relative_file_name rules", () => {
   const good = ["a", "a/b/c.bin", "checkpoint-100/model-00001-of-00004.safetensors", "ünï/模型 1.bin", "a.b", "...", ".hidden", "a..b", "x".repeat(1024)];
@@ -47,5 +59,45 @@ describe("keys and checkpoints", () => {
     assert.equal(checkpointIdOf("latest"), null);
     assert.deepEqual(ancestorsOf("a/b/c"), ["a", "a/b"]);
     assert.deepEqual(ancestorsOf("a"), []);
+  });
+});
+
+describe("versioned blob keys", () => {
+  const names = fc.array(fc.constantFrom("a", "b", "ckpt-1", "x.bin", "root.json", "é", "versions", "rank-0", "ckpt", "root"), { minLength: 1, maxLength: 4 }).map((s) => s.join("/"));
+
+  test("round-trip; under the job's prefix; the basename last; a checkpoint's versions in its folder", () => {
+    fc.assert(
+      fc.property(names, fc.integer({ min: 0, max: 65535 }), (name, rank) => {
+        const version = newId(20);
+        const key = versionedBlobKey("p1", "j1", rank, name, version);
+        assert.ok(key.startsWith(jobBlobPrefix("p1", "j1")));
+        assert.equal(key.split("/").at(-1), name.split("/").at(-1));
+        assert.deepEqual(parseVersionedBlobKey(key), { projectId: "p1", jobId: "j1", nodeRank: rank, relativeName: name, versionId: version });
+        assert.deepEqual(parseAnyBlobKey(key), { projectId: "p1", jobId: "j1", nodeRank: rank, relativeName: name, legacy: false });
+        assert.equal(parseBlobKey(key), null, "never read as a legacy key");
+        const legacy = blobKeyOf("p1", "j1", rank, name);
+        assert.equal(parseVersionedBlobKey(legacy), null, "a legacy key is never read as a version's");
+        assert.equal(parseAnyBlobKey(legacy)?.legacy, true);
+        const checkpoint = name.includes("/") ? name.split("/")[0]! : null;
+        if (checkpoint) assert.ok(key.startsWith(checkpointVersionsPrefix("p1", "j1", rank, checkpoint)));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test("no key is another's key or one of its folders: legacy or versioned, any names", () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(names, fc.integer({ min: 0, max: 2 }), fc.boolean()), { minLength: 2, maxLength: 8 }), (files) => {
+        const keys = files.map(([name, rank, legacy]) => (legacy ? blobKeyOf("p", "j", rank, name) : versionedBlobKey("p", "j", rank, name, newId(20))));
+        const versioned = keys.filter((_, i) => !files[i]![2]);
+        for (const k of versioned)
+          for (const other of keys) {
+            if (other === k) continue;
+            assert.ok(!other.startsWith(k + "/") && !k.startsWith(other + "/"), `${k} vs ${other}`);
+          }
+        assert.equal(new Set(versioned).size, versioned.length);
+      }),
+      { numRuns: 500 },
+    );
   });
 });

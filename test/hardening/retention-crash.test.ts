@@ -52,7 +52,10 @@ describe("kill -9 during a retention apply", () => {
         let gone = 0;
         for (const id of planned) {
           const present = byCheckpoint.get(id) ?? [];
-          const blobs = [...(await stores.blobKeys(`training_projects/${project.id}/jobs/${job.id}/rank-0/${id}/`)), ...(await stores.blobKeys(`training_projects/${project.id}/jobs/${job.id}/rank-1/${id}/`))];
+          const jobPrefix = `training_projects/${project.id}/jobs/${job.id}/`;
+          const blobs: string[] = [];
+          for (const rank of [0, 1])
+            for (const folder of [`rank-${rank}/${id}/`, `versions/rank-${rank}/ckpt/${id}/`]) blobs.push(...(await stores.blobKeys(jobPrefix + folder)));
           if (present.length === 0) {
             gone++;
             assert.ok(!listedCheckpoints.has(id), `${id}: no files but still a checkpoint (killed after ${killAfterMs} ms)`);

@@ -5,7 +5,7 @@ import { request as httpRequest } from "node:http";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { collectGarbage, type GcReport } from "../../src/cli/admin.js";
+import type { GcReport } from "../../src/domain/gc.js";
 import { issueKey } from "../../src/domain/keys.js";
 import { openMetadataStore, openRuntime } from "../../src/server/runtime.js";
 import { CLI_PATH, spawnServer, type ServerProcess } from "../harness/server.js";
@@ -37,7 +37,7 @@ export async function createKey(stores: TestStores, org = "acme"): Promise<strin
 export async function collectGarbageIn(stores: TestStores, options: { dryRun?: boolean; minAgeMs?: number } = {}): Promise<GcReport> {
   const runtime = await openRuntime(stores.config());
   try {
-    return await collectGarbage(runtime.service, { dryRun: options.dryRun ?? false, minAgeMs: options.minAgeMs ?? 3_600_000 });
+    return await runtime.service.collectGarbage({ dryRun: options.dryRun ?? false, minAgeMs: options.minAgeMs ?? 3_600_000 });
   } finally {
     await runtime.close();
   }

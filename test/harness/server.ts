@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { loadServerConfig, type ServerConfig } from "../../src/config.js";
 import { issueKey } from "../../src/domain/keys.js";
+import { blobKeyOfFile } from "../../src/domain/names.js";
 import type { CkptService } from "../../src/domain/service.js";
 import { buildApp } from "../../src/server/app.js";
 import { openRuntime, type Runtime } from "../../src/server/runtime.js";
@@ -40,8 +41,8 @@ export interface TestServer {
   blobOrigin: string;
   /** "/blobs/" on the local store; "/<bucket>/" on S3 (path-style URLs). */
   blobPathPrefix: string;
-  /** The URL path (no query) of one file's presigned URL, to recognise its requests. */
-  blobPath(projectId: string, jobId: string, rank: number, name: string): string;
+  /** The URL path (no query) of the presigned URL of one file's version listed now, to recognise its requests. */
+  blobPath(projectId: string, jobId: string, rank: number, name: string): Promise<string>;
   /** Creates an API key for an organisation (created if needed) and returns the plaintext key. */
   createKey(org: string, options?: { email?: string }): Promise<string>;
   stop(): Promise<void>;
@@ -82,8 +83,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     stores,
     blobOrigin: s3?.endpoint ?? baseUrl,
     blobPathPrefix,
-    blobPath: (projectId, jobId, rank, name) =>
-      `${blobPathPrefix}${s3?.prefix ?? ""}training_projects/${projectId}/jobs/${jobId}/rank-${rank}/${name.split("/").map(encodeURIComponent).join("/")}`,
+    async blobPath(projectId, jobId, rank, name) {
+      const file = await runtime.service.metadata.getFile(jobId, rank, name);
+      if (!file) throw new Error(`no file ${name} in rank ${rank} of job ${jobId}`);
+      return `${blobPathPrefix}${s3?.prefix ?? ""}${blobKeyOfFile(projectId, file).split("/").map(encodeURIComponent).join("/")}`;
+    },
     async createKey(org: string, keyOptions: { email?: string } = {}) {
       const organisation = await runtime.service.metadata.ensureOrganisation(org);
       const key = issueKey();

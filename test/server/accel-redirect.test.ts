@@ -260,15 +260,18 @@ describe("ckpt serve --accel-redirect behind nginx", { skip: !nginxOrSkip() }, (
     await r.arrayBuffer();
   });
 
-  test("a replaced file fails a stale If-Match; a deleted job's URLs answer 404", async () => {
+  test("a replaced version's URL answers 404, the new one fails a stale If-Match; a deleted job's URLs answer 404", async () => {
     const url = urls.get("small.json")!;
     const etag = (await fetch(url, { method: "HEAD" })).headers.get("etag")!;
     const put = await client.put(`${jobPath}/checkpoint_files/0/small.json`, Buffer.from('{"a":1,"b":2}'));
     assert.equal(put.status, 201);
-    const stale = await fetch(url, { headers: { "if-match": etag } });
+    const old = await fetch(url, { headers: { "if-match": etag } });
+    assert.equal(old.status, 404, "each version has its own key: the old URL never reaches the new bytes");
+    await old.arrayBuffer();
+    const stale = await fetch(put.body.url, { headers: { "if-match": etag } });
     assert.equal(stale.status, 412);
     await stale.arrayBuffer();
-    const fresh = await fetch(url);
+    const fresh = await fetch(put.body.url);
     assert.equal(await fresh.text(), '{"a":1,"b":2}');
 
     assert.equal((await client.del(jobPath)).status, 200);

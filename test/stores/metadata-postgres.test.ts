@@ -117,7 +117,7 @@ describe("PostgreSQL metadata store", { skip: available ? false : "SKIPPED: Post
         // both commits of a name reported the same position
         const seqOf = new Map(listed.map((f) => [f.relativeName, f.seq]));
         results.forEach((r, k) => {
-          if (typeof r === "object") assert.equal(r.seq, seqOf.get(names[Math.floor(k / 2)]!));
+          if (typeof r === "object") assert.equal(r.file.seq, seqOf.get(names[Math.floor(k / 2)]!));
         });
       } finally {
         await Promise.all([a.close(), b.close()]);

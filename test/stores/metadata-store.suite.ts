@@ -46,7 +46,7 @@ async function seed(store: MetadataStore, orgName = "acme"): Promise<Fixture> {
 async function commitNew(store: MetadataStore, jobId: string, relativeName: string, nodeRank = 0, sizeBytes = 10): Promise<FileRecord> {
   const result = await store.commitFile({ jobId, nodeRank, relativeName, sizeBytes, sha256: sha() });
   assert.ok(typeof result === "object", `commit of ${relativeName} answered ${String(result)}`);
-  return result;
+  return result.file;
 }
 
 /** Registers the conformance tests for one backend. `open` returns a fresh, empty store. */
@@ -73,7 +73,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
         "checkpointSyncStatus", "createdAt", "createdByEmail", "errorMessage", "fileCount", "id", "name",
         "orgId", "priority", "projectId", "spec", "status", "updatedAt",
       ]);
-      const fileKeys = ["createdAt", "jobId", "lastModified", "nodeRank", "relativeName", "seq", "sha256", "sizeBytes"];
+      const fileKeys = ["blobKey", "createdAt", "jobId", "lastModified", "nodeRank", "relativeName", "seq", "sha256", "sizeBytes"];
       assert.deepEqual(keys(file), fileKeys);
       assert.deepEqual(keys((await store.listFiles(job.id, 0, 1))[0]), fileKeys);
       assert.deepEqual(keys((await store.summarizeCheckpoints(job.id))[0]), [
@@ -472,8 +472,10 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.ok(afterThree!.updatedAt >= job.updatedAt);
 
       await nextMillisecond();
-      const replaced = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "ckpt-1/model.safetensors", sizeBytes: 99, sha256: null });
-      assert.ok(typeof replaced === "object");
+      const switched = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "ckpt-1/model.safetensors", sizeBytes: 99, sha256: null });
+      assert.ok(typeof switched === "object");
+      assert.deepEqual(switched.replaced, committed[1], "the switch answers the version it replaced");
+      const replaced = switched.file;
       assert.equal(replaced.seq, 1);
       assert.equal(replaced.sizeBytes, 99);
       assert.equal(replaced.sha256, null);
@@ -555,7 +557,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       assert.equal(await commit("d"), "too-many-files");
       const replaced = await commit("b", 42);
       assert.ok(typeof replaced === "object");
-      assert.deepEqual([replaced.seq, replaced.sizeBytes], [1, 42]);
+      assert.deepEqual([replaced.file.seq, replaced.file.sizeBytes], [1, 42]);
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 3);
       assert.deepEqual((await store.listFiles(job.id, 0, 10)).map((f) => f.relativeName), ["a", "b", "c"]);
       assert.equal(await store.getFile(job.id, 0, "d"), null);
@@ -580,7 +582,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
           store.commitFile({ jobId: job.id, nodeRank: i % 4, relativeName: `ckpt-${i % 5}/shard-${i}.bin`, sizeBytes: i, sha256: null }),
         ),
       );
-      const seqs = results.map((r) => (typeof r === "object" ? r.seq : -1)).sort((a, b) => a - b);
+      const seqs = results.map((r) => (typeof r === "object" ? r.file.seq : -1)).sort((a, b) => a - b);
       assert.deepEqual(seqs, Array.from({ length: 50 }, (_, i) => i));
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 50);
       const listed = await store.listFiles(job.id, 0, 100);
@@ -596,7 +598,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
         ),
       );
       assert.equal(results.filter((r) => r === "too-many-files").length, 18);
-      const seqs = results.flatMap((r) => (typeof r === "object" ? [r.seq] : [])).sort((a, b) => a - b);
+      const seqs = results.flatMap((r) => (typeof r === "object" ? [r.file.seq] : [])).sort((a, b) => a - b);
       assert.deepEqual(seqs, Array.from({ length: 12 }, (_, i) => i));
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 12);
     }));
@@ -608,8 +610,83 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
           store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "same.bin", sizeBytes: i, sha256: null }),
         ),
       );
-      assert.ok(results.every((r) => typeof r === "object" && r.seq === 0));
+      assert.ok(results.every((r) => typeof r === "object" && r.file.seq === 0));
       assert.equal((await store.getJob(orgId, project.id, job.id))?.fileCount, 1);
+    }));
+
+    // --- Versions: the row switch is the commit ----------------------------------------------
+
+    test("the row switch answers the version it replaced; of concurrent switches of one name each unreferences a different version", withStore(async (store) => {
+      const { job } = await seed(store);
+      const keyOf = (i: number) => `training_projects/p/jobs/${job.id}/versions/rank-0/ckpt/c/${String(i).padStart(20, "0")}/m.bin`;
+      const legacy = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "c/m.bin", sizeBytes: 1, sha256: null });
+      assert.ok(typeof legacy === "object" && legacy.replaced === null && legacy.file.blobKey === null, "a row without a key: the legacy key");
+      const first = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "c/m.bin", sizeBytes: 2, sha256: null, blobKey: keyOf(0) });
+      assert.ok(typeof first === "object");
+      assert.equal(first.replaced?.blobKey, null, "replacing a legacy row answers its null key");
+      assert.equal(first.file.blobKey, keyOf(0));
+      assert.equal((await store.getFile(job.id, 0, "c/m.bin"))?.blobKey, keyOf(0));
+
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "c/m.bin", sizeBytes: 100 + i, sha256: null, blobKey: keyOf(i + 1) })),
+      );
+      const replacedKeys = results.map((r) => (typeof r === "object" ? r.replaced?.blobKey : "refused"));
+      const listed = await store.getFile(job.id, 0, "c/m.bin");
+      // Every version but the one listed now was replaced exactly once: none leaks, none is deleted twice.
+      assert.deepEqual([...replacedKeys, listed!.blobKey].sort(), Array.from({ length: 13 }, (_, i) => keyOf(i)).sort());
+      const winner = results.find((r) => typeof r === "object" && r.file.blobKey === listed!.blobKey);
+      assert.ok(winner && typeof winner === "object");
+      assert.equal(listed!.sizeBytes, winner.file.sizeBytes, "the row describes the version it names");
+      // The replaced record is the row as it was: its size goes with its key.
+      for (const r of results) if (typeof r === "object" && r.replaced?.blobKey) assert.equal(r.replaced.sizeBytes, r.replaced.blobKey === keyOf(0) ? 2 : 100 + Number(r.replaced.blobKey.split("/").at(-2)) - 1);
+    }));
+
+    test("referencedBlobKeys: rows (legacy and versioned) and blob writes in flight, one batch", withStore(async (store) => {
+      const { orgId, project, job } = await seed(store);
+      const v = (id: string, name = "c/m.bin") => `training_projects/${project.id}/jobs/${job.id}/versions/rank-0/ckpt/c/${id.padStart(20, "0")}/${name.slice(2)}`;
+      const legacyKey = `training_projects/${project.id}/jobs/${job.id}/rank-0/c/old.bin`;
+      await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "c/old.bin", sizeBytes: 1, sha256: null });
+      await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "c/m.bin", sizeBytes: 1, sha256: null, blobKey: v("1") });
+      await store.beginBlobWrite(v("2"), job.id);
+      const ref = (key: string, relativeName: string, legacy: boolean, nodeRank = 0) => ({ key, jobId: job.id, nodeRank, relativeName, legacy });
+      const refs = [
+        ref(legacyKey, "c/old.bin", true),
+        ref(v("1"), "c/m.bin", false),
+        ref(v("2"), "c/m.bin", false),
+        ref(v("3"), "c/m.bin", false), // no row, no write: an orphan
+        ref(`training_projects/${project.id}/jobs/${job.id}/rank-0/c/m.bin`, "c/m.bin", true), // its row has a key: the legacy key is no longer its
+        ref(`training_projects/${project.id}/jobs/${job.id}/rank-1/c/old.bin`, "c/old.bin", true, 1), // other rank
+      ];
+      const past = new Date(Date.now() - 3_600_000).toISOString();
+      assert.deepEqual([...(await store.referencedBlobKeys(refs, past))].sort(), [legacyKey, v("1"), v("2")].sort());
+      const future = new Date(Date.now() + 3_600_000).toISOString();
+      assert.deepEqual([...(await store.referencedBlobKeys(refs, future))].sort(), [legacyKey, v("1")].sort(), "an old write no longer protects its key");
+      assert.deepEqual([...(await store.referencedBlobKeys([], past))], []);
+
+      // The commit ends the write in the same transaction: from then on the row references the key.
+      await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "c/m.bin", sizeBytes: 2, sha256: null, blobKey: v("2") });
+      assert.deepEqual([...(await store.referencedBlobKeys(refs, future))].sort(), [legacyKey, v("2")].sort());
+      await store.beginBlobWrite(v("4"), job.id);
+      await store.endBlobWrite(v("4"));
+      assert.deepEqual([...(await store.referencedBlobKeys([ref(v("4"), "c/m.bin", false)], past))], []);
+      await store.beginBlobWrite(v("5"), job.id);
+      await store.markJobDeleted(orgId, project.id, job.id);
+      await store.purgeJob(job.id);
+      assert.deepEqual([...(await store.referencedBlobKeys([...refs, ref(v("5"), "c/m.bin", false)], past))], [], "a purge takes the job's rows and writes");
+    }));
+
+    test("a file and a folder of one name: commitFile refuses whichever comes second, also when they race", withStore(async (store) => {
+      const { job } = await seed(store);
+      await commitNew(store, job.id, "x/a");
+      assert.equal(await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "x/a/b", sizeBytes: 1, sha256: null }), "path-conflict");
+      assert.equal(await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "x", sizeBytes: 1, sha256: null }), "path-conflict");
+      assert.equal(typeof (await store.commitFile({ jobId: job.id, nodeRank: 1, relativeName: "x/a/b", sizeBytes: 1, sha256: null })), "object", "other rank");
+      for (let round = 0; round < 5; round++) {
+        const results = await Promise.all(
+          [`r${round}/f`, `r${round}/f/g`].map((relativeName) => store.commitFile({ jobId: job.id, nodeRank: 0, relativeName, sizeBytes: 1, sha256: null })),
+        );
+        assert.deepEqual(results.map((r) => (typeof r === "object" ? "ok" : r)).sort(), ["ok", "path-conflict"]);
+      }
     }));
 
     // --- Checkpoints ----------------------------------------------------------------------------
@@ -645,7 +722,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       const first = summary[0]!;
       assertTimestamps(first, ["createdAt", "lastModified"]);
       assert.equal(first.createdAt, c100.createdAt, "createdAt is the earliest file's");
-      assert.equal(first.lastModified, replaced.lastModified, "lastModified is the latest change");
+      assert.equal(first.lastModified, replaced.file.lastModified, "lastModified is the latest change");
       assert.equal((await store.getFile(job.id, 0, root.relativeName))?.sizeBytes, 7, "a root file stays listed as a file");
     }));
 
@@ -742,7 +819,7 @@ export function metadataStoreSuite(name: string, open: () => Promise<OpenedStore
       await store.finishCheckpointDelete(job.id, "a");
       assert.deepEqual(await store.checkpointDeletesPending(), []);
       const again = await store.commitFile({ jobId: job.id, nodeRank: 0, relativeName: "a/x.bin", sizeBytes: 1, sha256: null });
-      assert.ok(typeof again === "object" && again.seq === 10, "positions are never reused");
+      assert.ok(typeof again === "object" && again.file.seq === 10, "positions are never reused");
       assert.deepEqual((await store.summarizeCheckpoints(job.id)).find((c) => c.checkpointId === "a")?.state, "WRITING");
       assert.equal(await store.removeAlias(project.id, "prod"), true);
       assert.equal(await store.removeAlias(project.id, "prod"), false);

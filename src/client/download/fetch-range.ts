@@ -3,6 +3,7 @@ import { get, type BodyPlan, type ConnectionPool, type GetResult, type ResponseH
 import { DEFAULT_IDLE_TIMEOUT_MS, TransferError, translate } from "../transfer/http.js";
 import { BlobRequestError, RangeNotHonouredError, RemoteChangedError } from "./errors.js";
 import { parseRetryAfter } from "./retry.js";
+import { isSha256Hex } from "../../domain/digests.js";
 
 const MAX_REDIRECTS = 5;
 /** Error bodies are read for the server's words up to this much. */
@@ -118,7 +119,7 @@ function checkRange(status: number, headers: Map<string, string>, req: RangeRequ
 /** The digest a server announces: ckpt's x-ckpt-sha256, or S3 user metadata x-amz-meta-sha256. */
 function sha256Of(headers: Map<string, string>): string | undefined {
   const value = (headers.get("x-ckpt-sha256") ?? headers.get("x-amz-meta-sha256"))?.trim().toLowerCase();
-  return value && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
+  return isSha256Hex(value) ? value : undefined;
 }
 
 /** The server's own words on a failed request (JSON `message`, S3 XML `<Message>`), never the URL. */

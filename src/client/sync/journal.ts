@@ -1,6 +1,7 @@
 import { open, readFile, rename, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { SyncedVersion } from "./types.js";
+import { isSha256Hex } from "../../domain/digests.js";
 
 /**
  * The resume journal: `DIR/.ckpt-sync.jsonl`, one JSON line per uploaded file version (its size,
@@ -128,7 +129,6 @@ function isEntryLine(value: unknown): value is EntryLine {
     typeof entry?.name === "string" &&
     Number.isSafeInteger(entry.size) &&
     typeof entry.mtime_ms === "number" &&
-    typeof entry.sha256 === "string" &&
-    /^[0-9a-f]{64}$/.test(entry.sha256)
+    isSha256Hex(entry.sha256)
   );
 }

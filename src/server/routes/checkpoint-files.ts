@@ -87,7 +87,7 @@ export const uploadCheckpointFileRoute: FastifyPluginAsyncTypebox<{ service: Ckp
         request.raw,
         { contentLength, sha256: request.headers["x-ckpt-sha256"] },
       );
-      const url = service.fileUrl(projectId, jobId, file);
+      const url = service.presignFile(projectId, file);
       return reply.status(201).send(presentCheckpointFile(file, url));
     },
   );

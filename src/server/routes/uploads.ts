@@ -102,7 +102,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ service: CkptService }> =
         request.body.parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })),
         request.body.sha256 ?? null,
       );
-      const url = service.fileUrl(projectId, jobId, file);
+      const url = service.presignFile(projectId, file);
       return reply.status(201).send(presentCheckpointFile(file, url));
     },
   );

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { closeSync, createReadStream, createWriteStream, fstatSync, openSync, readSync, type Stats } from "node:fs";
-import { access, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile } from "node:fs/promises";
+import { access, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, statfs, unlink, writeFile } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import { dirname, join, sep } from "node:path";
 import type { Readable } from "node:stream";
@@ -115,11 +115,21 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
-  /** Renames a complete, fsynced temporary file to its key, durably. */
+  /**
+   * Renames a complete, fsynced temporary file to its key, durably. A delete prunes folders it
+   * leaves empty (see delete), which may race with the mkdir here: then the folder is made again.
+   */
   private async moveIntoPlace(tmpPath: string, key: string): Promise<void> {
     const finalPath = this.pathOf(key);
-    await mkdir(dirname(finalPath), { recursive: true });
-    await rename(tmpPath, finalPath);
+    for (let attempt = 1; ; attempt++) {
+      await mkdir(dirname(finalPath), { recursive: true });
+      try {
+        await rename(tmpPath, finalPath);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 5) throw err;
+      }
+    }
     await syncDir(dirname(finalPath));
   }
 
@@ -279,8 +289,21 @@ export class LocalBlobStore implements BlobStore {
     closeSync(blob.fd);
   }
 
+  /**
+   * Every version of a file has a folder of its own (domain/names.ts versionedBlobKey), so a
+   * delete removes the folders it leaves empty, up to the first that is not: replacing a file
+   * many times leaves no trail of empty folders.
+   */
   async delete(key: string): Promise<void> {
-    await rm(this.pathOf(key), { force: true });
+    const path = this.pathOf(key);
+    await rm(path, { force: true });
+    for (let dir = dirname(path); dir.startsWith(this.blobRoot + sep); dir = dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        break; // not empty (or gone): its ancestors are not empty either
+      }
+    }
   }
 
   async deletePrefix(prefix: string): Promise<void> {

@@ -247,6 +247,20 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
         FROM checkpoint_files WHERE strpos(relative_name, '/') > 1;
     `,
   },
+  {
+    // See the SQLite migration 15: per-version blob keys (NULL: the legacy key) and writes in flight.
+    version: 15,
+    sql: `
+      ALTER TABLE checkpoint_files ADD COLUMN blob_key text;
+      CREATE UNIQUE INDEX checkpoint_files_blob_key ON checkpoint_files (blob_key) WHERE blob_key IS NOT NULL;
+      CREATE TABLE blob_writes (
+        blob_key text PRIMARY KEY,
+        job_id text NOT NULL,
+        started_at timestamptz NOT NULL
+      );
+      CREATE INDEX blob_writes_job ON blob_writes (job_id);
+    `,
+  },
 ];
 
 /**

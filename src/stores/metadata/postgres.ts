@@ -15,6 +15,8 @@ import type {
   CheckpointDeletion,
   CheckpointSummary,
   FileRecord,
+  BlobKeyRef,
+  CommittedFile,
   JobRecord,
   JobSearch,
   JobStatus,
@@ -70,7 +72,8 @@ const JOB_OF_J = `j.id, j.project_id AS "projectId", j.org_id AS "orgId", j.name
              j.sync_status AS "checkpointSyncStatus", j.priority, j.spec, j.created_at AS "createdAt",
              j.updated_at AS "updatedAt", j.file_count AS "fileCount", j.created_by_email AS "createdByEmail"`;
 const FILE = `job_id AS "jobId", seq, node_rank AS "nodeRank", relative_name AS "relativeName",
-              size_bytes AS "sizeBytes", sha256, last_modified AS "lastModified", created_at AS "createdAt"`;
+              size_bytes AS "sizeBytes", sha256, last_modified AS "lastModified", created_at AS "createdAt",
+              blob_key AS "blobKey"`;
 const UPLOAD = `upload_id AS "uploadId", org_id AS "orgId", project_id AS "projectId", job_id AS "jobId",
                 node_rank AS "nodeRank", relative_name AS "relativeName", size_bytes AS "sizeBytes", sha256,
                 part_size_bytes AS "partSizeBytes", part_count AS "partCount", backend_upload_id AS "backendUploadId",
@@ -388,6 +391,7 @@ export class PostgresMetadataStore implements MetadataStore {
       const job = await db.query("SELECT 1 FROM jobs WHERE id = $1 AND deleted_at IS NOT NULL FOR UPDATE", [jobId]);
       if (job.rowCount === 0) return;
       await db.query("DELETE FROM checkpoint_files WHERE job_id = $1", [jobId]);
+      await db.query("DELETE FROM blob_writes WHERE job_id = $1", [jobId]);
       await db.query("DELETE FROM job_log_lines WHERE job_id = $1", [jobId]);
       await db.query("DELETE FROM job_log_state WHERE job_id = $1", [jobId]);
       for (const table of ["checkpoints", "checkpoint_ranks", "checkpoint_requirements", "checkpoint_aliases"])
@@ -416,9 +420,11 @@ export class PostgresMetadataStore implements MetadataStore {
     relativeName: string;
     sizeBytes: number;
     sha256: string | null;
+    blobKey?: string | null;
     maxFilesPerJob?: number;
     facts?: StoredFacts | null;
-  }): Promise<FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting"> {
+  }): Promise<CommittedFile | "job-gone" | "too-many-files" | "checkpoint-deleting" | "path-conflict"> {
+    const blobKey = file.blobKey ?? null;
     const recordFacts = async (db: pg.PoolClient, checkpointId: string | null) => {
       await db.query({
         name: "ckpt_delete_facts",
@@ -434,7 +440,7 @@ export class PostgresMetadataStore implements MetadataStore {
           values: [file.jobId, file.nodeRank, file.relativeName, checkpointId, x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail],
         });
     };
-    type Result = FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting";
+    type Result = CommittedFile | "job-gone" | "too-many-files" | "checkpoint-deleting" | "path-conflict";
     return inTransaction(this.pool, async (db): Promise<Result> => {
       // The job row lock serialises commits to one job across every server: whoever holds it
       // reads the current counters, so positions are unique and each name is inserted once.
@@ -459,42 +465,45 @@ export class PostgresMetadataStore implements MetadataStore {
       if (checkpoint?.deleting) return "checkpoint-deleting";
 
       const previous = (
-        await db.query<{ sizeBytes: number; sha256: string | null }>({
-          name: "ckpt_previous_file",
-          text: `SELECT size_bytes AS "sizeBytes", sha256 FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3`,
+        await db.query<FileRecord>({
+          name: "ckpt_previous_file_v15",
+          text: `SELECT ${FILE} FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3`,
           values: [file.jobId, file.nodeRank, file.relativeName],
         })
       ).rows[0];
+      // Under the job's row lock, so a file and a folder of one name cannot both get in.
+      if (!previous && (await pathConflictOn(db, file.jobId, file.nodeRank, file.relativeName)) !== null) return "path-conflict";
+      if (blobKey !== null) await db.query({ name: "ckpt_end_blob_write", text: "DELETE FROM blob_writes WHERE blob_key = $1", values: [blobKey] });
       let record: FileRecord;
       if (previous) {
         // A replacement keeps its position (and createdAt).
         const replaced = await db.query<FileRecord>({
-          name: "ckpt_replace_file",
+          name: "ckpt_replace_file_v15",
           text: `WITH f AS (
-                   UPDATE checkpoint_files SET size_bytes = $4, sha256 = $5, last_modified = ${NOW}
+                   UPDATE checkpoint_files SET size_bytes = $4, sha256 = $5, last_modified = ${NOW}, blob_key = $6
                    WHERE job_id = $1 AND node_rank = $2 AND relative_name = $3
                    RETURNING ${FILE}
                  ), touched AS (
                    UPDATE jobs SET updated_at = ${NOW} WHERE id = $1 AND EXISTS (SELECT 1 FROM f)
                  )
                  SELECT * FROM f`,
-          values: [file.jobId, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
+          values: [file.jobId, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, blobKey],
         });
         record = replaced.rows[0]!;
       } else {
         if (file.maxFilesPerJob !== undefined && counters.fileCount >= file.maxFilesPerJob) return "too-many-files";
         const inserted = await db.query<FileRecord>({
-          name: "ckpt_insert_file_seq",
+          name: "ckpt_insert_file_seq_v15",
           text: `WITH f AS (
                    INSERT INTO checkpoint_files
-                     (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, ${NOW}, ${NOW})
+                     (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at, blob_key)
+                   VALUES ($1, $2, $3, $4, $5, $6, ${NOW}, ${NOW}, $7)
                    RETURNING ${FILE}
                  ), counted AS (
                    UPDATE jobs SET file_count = file_count + 1, next_seq = next_seq + 1, updated_at = ${NOW} WHERE id = $1
                  )
                  SELECT * FROM f`,
-          values: [file.jobId, counters.nextSeq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256],
+          values: [file.jobId, counters.nextSeq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, blobKey],
         });
         record = inserted.rows[0]!;
       }
@@ -529,7 +538,7 @@ export class PostgresMetadataStore implements MetadataStore {
         });
         if (change) await setState(db, file.jobId, checkpointId, change);
       }
-      return record;
+      return { file: record, replaced: previous ?? null };
     });
   }
 
@@ -552,24 +561,45 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
-    const ancestors = ancestorsOf(relativeName);
-    if (ancestors.length > 0) {
-      const [hit] = await this.rows<{ name: string }>(
-        "SELECT relative_name AS name FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name = ANY($3::text[]) LIMIT 1",
-        [jobId, nodeRank, ancestors],
-        "ckpt_conflict_ancestor",
-      );
-      if (hit) return hit.name;
-    }
-    // Byte order ("C" collation, served by the index of migration 2): names inside folder N sort
-    // between "N/" and "N0".
-    const [inside] = await this.rows<{ name: string }>(
-      `SELECT relative_name AS name FROM checkpoint_files
-       WHERE job_id = $1 AND node_rank = $2 AND relative_name COLLATE "C" > $3 AND relative_name COLLATE "C" < $4 LIMIT 1`,
-      [jobId, nodeRank, `${relativeName}/`, `${relativeName}0`],
-      "ckpt_conflict_inside",
+    return pathConflictOn(this.pool, jobId, nodeRank, relativeName);
+  }
+
+  async beginBlobWrite(blobKey: string, jobId: string): Promise<void> {
+    await this.rows(
+      `INSERT INTO blob_writes (blob_key, job_id, started_at) VALUES ($1, $2, ${NOW})
+       ON CONFLICT (blob_key) DO UPDATE SET started_at = excluded.started_at`,
+      [blobKey, jobId],
+      "ckpt_begin_blob_write",
     );
-    return inside?.name ?? null;
+  }
+
+  async endBlobWrite(blobKey: string): Promise<void> {
+    await this.rows("DELETE FROM blob_writes WHERE blob_key = $1", [blobKey], "ckpt_end_blob_write");
+  }
+
+  /** Two queries per batch, each one index probe per key (blob_key's index; the name's unique key). */
+  async referencedBlobKeys(refs: readonly BlobKeyRef[], writesSince: string): Promise<Set<string>> {
+    const referenced = new Set<string>();
+    const versioned = refs.filter((r) => !r.legacy).map((r) => r.key);
+    if (versioned.length > 0)
+      for (const { key } of await this.rows<{ key: string }>(
+        `SELECT blob_key AS key FROM checkpoint_files WHERE blob_key = ANY($1::text[])
+         UNION SELECT blob_key FROM blob_writes WHERE blob_key = ANY($1::text[]) AND started_at >= $2::timestamptz`,
+        [versioned, writesSince],
+        "ckpt_referenced_versioned",
+      ))
+        referenced.add(key);
+    const legacy = refs.filter((r) => r.legacy);
+    if (legacy.length > 0)
+      for (const { key } of await this.rows<{ key: string }>(
+        `SELECT q.key FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS q(key, job_id, node_rank, relative_name)
+         WHERE EXISTS (SELECT 1 FROM checkpoint_files f WHERE f.job_id = q.job_id AND f.node_rank = q.node_rank
+                         AND f.relative_name = q.relative_name AND f.blob_key IS NULL)`,
+        [legacy.map((r) => r.key), legacy.map((r) => r.jobId), legacy.map((r) => r.nodeRank), legacy.map((r) => r.relativeName)],
+        "ckpt_referenced_legacy",
+      ))
+        referenced.add(key);
+    return referenced;
   }
 
   async summarizeCheckpoints(jobId: string): Promise<CheckpointSummary[]> {
@@ -797,7 +827,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async listCheckpointFilesWithFacts(jobId: string, checkpointId: string): Promise<{ file: FileRecord; facts: FileFactsRecord | null }[]> {
     const FILE_F = `f.job_id AS "jobId", f.seq, f.node_rank AS "nodeRank", f.relative_name AS "relativeName",
-      f.size_bytes AS "sizeBytes", f.sha256, f.last_modified AS "lastModified", f.created_at AS "createdAt"`;
+      f.size_bytes AS "sizeBytes", f.sha256, f.last_modified AS "lastModified", f.created_at AS "createdAt", f.blob_key AS "blobKey"`;
     const rows = await this.rows<FileRecord & { format: string | null; error: string | null; parameterCount: number | null; tensorCount: number | null; summary: string | null }>(
       `SELECT ${FILE_F}, x.format, x.error, x.parameter_count AS "parameterCount", x.tensor_count AS "tensorCount", x.summary
        FROM checkpoint_files f LEFT JOIN file_facts x
@@ -805,7 +835,7 @@ export class PostgresMetadataStore implements MetadataStore {
        WHERE f.job_id = $1 AND f.relative_name COLLATE "C" > $2 AND f.relative_name COLLATE "C" < $3
        ORDER BY f.node_rank, f.relative_name COLLATE "C"`,
       [jobId, `${checkpointId}/`, `${checkpointId}0`],
-      "ckpt_checkpoint_files_with_facts",
+      "ckpt_checkpoint_files_with_facts_v15",
     );
     return rows.map(({ format, error, parameterCount, tensorCount, summary, ...file }) => ({
       file,
@@ -986,4 +1016,30 @@ async function recordAliasMove(db: pg.PoolClient, projectId: string, name: strin
      SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, ${NOW} FROM checkpoint_alias_history WHERE project_id = $1 AND name = $2`,
     [projectId, name, jobId, checkpointId],
   );
+}
+
+/** A file of the rank that `relativeName` cannot coexist with on a filesystem (see MetadataStore.findPathConflict). */
+async function pathConflictOn(db: pg.Pool | pg.PoolClient, jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
+  const ancestors = ancestorsOf(relativeName);
+  if (ancestors.length > 0) {
+    const [hit] = (
+      await db.query<{ name: string }>({
+        name: "ckpt_conflict_ancestor",
+        text: "SELECT relative_name AS name FROM checkpoint_files WHERE job_id = $1 AND node_rank = $2 AND relative_name = ANY($3::text[]) LIMIT 1",
+        values: [jobId, nodeRank, ancestors],
+      })
+    ).rows;
+    if (hit) return hit.name;
+  }
+  // Byte order ("C" collation, served by the index of migration 2): names inside folder N sort
+  // between "N/" and "N0".
+  const [inside] = (
+    await db.query<{ name: string }>({
+      name: "ckpt_conflict_inside",
+      text: `SELECT relative_name AS name FROM checkpoint_files
+             WHERE job_id = $1 AND node_rank = $2 AND relative_name COLLATE "C" > $3 AND relative_name COLLATE "C" < $4 LIMIT 1`,
+      values: [jobId, nodeRank, `${relativeName}/`, `${relativeName}0`],
+    })
+  ).rows;
+  return inside?.name ?? null;
 }

@@ -234,4 +234,20 @@ export const SQLITE_MIGRATIONS: { version: number; sql: string }[] = [
         FROM checkpoint_files WHERE instr(relative_name, '/') > 1;
     `,
   },
+  {
+    // Every committed version of a file has its own blob key (domain/names.ts versionedBlobKey):
+    // the row switch is the commit. NULL: a file committed before, at its legacy blobKeyOf key.
+    // blob_writes: versioned keys being written, so gc never takes an upload in flight for an orphan.
+    version: 15,
+    sql: `
+      ALTER TABLE checkpoint_files ADD COLUMN blob_key TEXT;
+      CREATE UNIQUE INDEX checkpoint_files_blob_key ON checkpoint_files (blob_key) WHERE blob_key IS NOT NULL;
+      CREATE TABLE blob_writes (
+        blob_key TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        started_at TEXT NOT NULL
+      );
+      CREATE INDEX blob_writes_job ON blob_writes (job_id);
+    `,
+  },
 ];

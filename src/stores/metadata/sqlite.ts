@@ -13,6 +13,8 @@ import type {
   CheckpointDeletion,
   CheckpointSummary,
   FileRecord,
+  BlobKeyRef,
+  CommittedFile,
   JobRecord,
   JobSearch,
   JobStatus,
@@ -102,6 +104,7 @@ interface FileRow {
   sha256: string | null;
   last_modified: string;
   created_at: string;
+  blob_key: string | null;
 }
 
 const jobFromRow = (r: JobRow): JobRecord => ({
@@ -129,6 +132,7 @@ const fileFromRow = (r: FileRow): FileRecord => ({
   sha256: r.sha256,
   lastModified: r.last_modified,
   createdAt: r.created_at,
+  blobKey: r.blob_key,
 });
 
 interface AliasRow {
@@ -234,13 +238,19 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       fileByName: db.prepare("SELECT * FROM checkpoint_files WHERE job_id = ? AND node_rank = ? AND relative_name = ?"),
       replaceFile: db.prepare(
-        `UPDATE checkpoint_files SET size_bytes = ?, sha256 = ?, last_modified = ?
+        `UPDATE checkpoint_files SET size_bytes = ?, sha256 = ?, last_modified = ?, blob_key = ?
          WHERE job_id = ? AND node_rank = ? AND relative_name = ?`,
       ),
       insertFile: db.prepare(
-        `INSERT INTO checkpoint_files (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO checkpoint_files (job_id, seq, node_rank, relative_name, size_bytes, sha256, last_modified, created_at, blob_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      beginBlobWrite: db.prepare("INSERT OR REPLACE INTO blob_writes (blob_key, job_id, started_at) VALUES (?, ?, ?)"),
+      endBlobWrite: db.prepare("DELETE FROM blob_writes WHERE blob_key = ?"),
+      purgeBlobWrites: db.prepare("DELETE FROM blob_writes WHERE job_id = ?"),
+      fileByBlobKey: db.prepare("SELECT 1 FROM checkpoint_files WHERE blob_key = ?"),
+      legacyFileByName: db.prepare("SELECT 1 FROM checkpoint_files WHERE job_id = ? AND node_rank = ? AND relative_name = ? AND blob_key IS NULL"),
+      liveBlobWrite: db.prepare("SELECT 1 FROM blob_writes WHERE blob_key = ? AND started_at >= ?"),
       bumpFileCount: db.prepare("UPDATE jobs SET file_count = file_count + 1, next_seq = next_seq + 1, updated_at = ? WHERE id = ?"),
       checkpointRow: db.prepare("SELECT * FROM checkpoints WHERE job_id = ? AND checkpoint_id = ?"),
       insertCheckpoint: db.prepare(
@@ -573,6 +583,7 @@ export class SqliteMetadataStore implements MetadataStore {
       // Only a job marked deleted is purged: a live job must keep its files (and fileCount).
       if (!this.stmts.deletedJobById.get(jobId)) return;
       this.stmts.purgeFiles.run(jobId);
+      this.stmts.purgeBlobWrites.run(jobId);
       this.purgeLogLines(jobId);
       for (const purge of this.stmts.purgeCheckpointTables) purge.run(jobId);
       this.stmts.purgeJob.run(jobId);
@@ -592,15 +603,17 @@ export class SqliteMetadataStore implements MetadataStore {
     relativeName: string;
     sizeBytes: number;
     sha256: string | null;
+    blobKey?: string | null;
     maxFilesPerJob?: number;
     facts?: StoredFacts | null;
-  }): Promise<FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting"> {
+  }): Promise<CommittedFile | "job-gone" | "too-many-files" | "checkpoint-deleting" | "path-conflict"> {
+    const blobKey = file.blobKey ?? null;
     const recordFacts = (checkpointId: string | null) => {
       this.stmts.deleteFacts.run(file.jobId, file.nodeRank, file.relativeName);
       const x = file.facts;
       if (x) this.stmts.insertFacts.run(file.jobId, file.nodeRank, file.relativeName, checkpointId, x.format, x.error, x.parameterCount, x.tensorCount, x.summary, x.detail);
     };
-    return this.db.transaction((): FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting" => {
+    return this.db.transaction((): CommittedFile | "job-gone" | "too-many-files" | "checkpoint-deleting" | "path-conflict" => {
       const job = this.stmts.liveJobById.get(file.jobId) as JobRow | undefined;
       if (!job) return "job-gone";
       const checkpointId = checkpointIdOf(file.relativeName);
@@ -608,15 +621,17 @@ export class SqliteMetadataStore implements MetadataStore {
       if (checkpoint?.deleting_at) return "checkpoint-deleting";
       const now = nowIso();
       const existing = this.stmts.fileByName.get(file.jobId, file.nodeRank, file.relativeName) as FileRow | undefined;
+      if (!existing && this.pathConflict(file.jobId, file.nodeRank, file.relativeName) !== null) return "path-conflict";
+      if (blobKey !== null) this.stmts.endBlobWrite.run(blobKey);
       let record: FileRecord;
       if (existing) {
-        this.stmts.replaceFile.run(file.sizeBytes, file.sha256, now, file.jobId, file.nodeRank, file.relativeName);
+        this.stmts.replaceFile.run(file.sizeBytes, file.sha256, now, blobKey, file.jobId, file.nodeRank, file.relativeName);
         this.stmts.touchJob.run(now, file.jobId);
-        record = fileFromRow({ ...existing, size_bytes: file.sizeBytes, sha256: file.sha256, last_modified: now });
+        record = fileFromRow({ ...existing, size_bytes: file.sizeBytes, sha256: file.sha256, last_modified: now, blob_key: blobKey });
       } else {
         if (file.maxFilesPerJob !== undefined && job.file_count >= file.maxFilesPerJob) return "too-many-files";
         const seq = job.next_seq;
-        this.stmts.insertFile.run(file.jobId, seq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, now, now);
+        this.stmts.insertFile.run(file.jobId, seq, file.nodeRank, file.relativeName, file.sizeBytes, file.sha256, now, now, blobKey);
         this.stmts.bumpFileCount.run(now, file.jobId);
         record = {
           jobId: file.jobId,
@@ -627,6 +642,7 @@ export class SqliteMetadataStore implements MetadataStore {
           sha256: file.sha256,
           lastModified: now,
           createdAt: now,
+          blobKey,
         };
       }
       recordFacts(checkpointId);
@@ -645,7 +661,7 @@ export class SqliteMetadataStore implements MetadataStore {
         });
         if (change) this.stmts.setCheckpointState.run(change.state, change.completedBy ? now : null, change.completedBy, file.jobId, checkpointId);
       }
-      return record;
+      return { file: record, replaced: existing ? fileFromRow(existing) : null };
     }).immediate();
   }
 
@@ -658,8 +674,33 @@ export class SqliteMetadataStore implements MetadataStore {
     return row ? fileFromRow(row) : null;
   }
 
-  /** adapter_config.json is matched exactly: LIKE would treat "_" as a wildcard and ignore case. */
+  async beginBlobWrite(blobKey: string, jobId: string): Promise<void> {
+    this.stmts.beginBlobWrite.run(blobKey, jobId, nowIso());
+  }
+
+  async endBlobWrite(blobKey: string): Promise<void> {
+    this.stmts.endBlobWrite.run(blobKey);
+  }
+
+  /** Point lookups on indexes inside one read transaction: in-process, so a batch costs no round trips. */
+  async referencedBlobKeys(refs: readonly BlobKeyRef[], writesSince: string): Promise<Set<string>> {
+    return this.db.transaction(() => {
+      const referenced = new Set<string>();
+      for (const ref of refs) {
+        const found = ref.legacy
+          ? this.stmts.legacyFileByName.get(ref.jobId, ref.nodeRank, ref.relativeName)
+          : this.stmts.fileByBlobKey.get(ref.key) ?? this.stmts.liveBlobWrite.get(ref.key, writesSince);
+        if (found) referenced.add(ref.key);
+      }
+      return referenced;
+    })();
+  }
+
   async findPathConflict(jobId: string, nodeRank: number, relativeName: string): Promise<string | null> {
+    return this.pathConflict(jobId, nodeRank, relativeName);
+  }
+
+  private pathConflict(jobId: string, nodeRank: number, relativeName: string): string | null {
     for (const ancestor of ancestorsOf(relativeName))
       if (this.stmts.fileByName.get(jobId, nodeRank, ancestor)) return ancestor;
     const inside = this.stmts.firstInside.get(jobId, nodeRank, `${relativeName}/`, `${relativeName}0`) as { relative_name: string } | undefined;

@@ -8,6 +8,8 @@ import type {
   NewAuditEntry,
   CheckpointDeletion,
   CheckpointSummary,
+  BlobKeyRef,
+  CommittedFile,
   FileRecord,
   JobRecord,
   JobSearch,
@@ -87,10 +89,16 @@ export interface MetadataStore {
 
   // Files
   /**
-   * Makes a file visible. A new (rank, name) takes position fileCount and fileCount grows by
-   * one; a replaced file keeps its position. Positions therefore stay dense (0..n-1), so a page
-   * at any offset is an index seek and a client paging while uploads continue sees each file
-   * that existed when it started exactly once.
+   * Makes a file visible: the row switch that IS the commit of a version. A new (rank, name)
+   * takes position fileCount and fileCount grows by one; a replaced file keeps its position.
+   * Positions therefore stay dense (0..n-1), so a page at any offset is an index seek and a client
+   * paging while uploads continue sees each file that existed when it started exactly once.
+   * Commits to one job are serialised (a row lock / an immediate transaction), so of two servers
+   * replacing one name, each gets back the version its switch replaced: the caller deletes that
+   * version's bytes, and every version is unreferenced by exactly one commit. The file/folder
+   * rule (findPathConflict) is decided here too, inside the same serialisation ("path-conflict").
+   * `blobKey` is the version's key (null: the legacy key, for tests of rows from before); its
+   * blob write (beginBlobWrite) ends in the same transaction.
    */
   commitFile(file: {
     jobId: string;
@@ -98,10 +106,24 @@ export interface MetadataStore {
     relativeName: string;
     sizeBytes: number;
     sha256: string | null;
+    blobKey?: string | null;
     maxFilesPerJob?: number;
     /** What the file's bytes say (file-facts.ts), stored with it in the same transaction; a replacement's old facts go. */
     facts?: StoredFacts | null;
-  }): Promise<FileRecord | "job-gone" | "too-many-files" | "checkpoint-deleting">;
+  }): Promise<CommittedFile | "job-gone" | "too-many-files" | "checkpoint-deleting" | "path-conflict">;
+  /**
+   * Records that bytes are being written at a new versioned key of the job, before the first byte
+   * goes: garbage collection never takes such a key for an orphan. commitFile ends it; a failed
+   * upload calls endBlobWrite (a crash leaves it, and gc treats it as dead once it is old).
+   */
+  beginBlobWrite(blobKey: string, jobId: string): Promise<void>;
+  endBlobWrite(blobKey: string): Promise<void>;
+  /**
+   * Of these keys, those a file row references (a legacy key: the row of its name with a null
+   * blob key; a versioned one: the row holding it) or a blob write begun at or after
+   * `writesSince` (ISO 8601) is using. One round trip per batch: what gc asks per page of keys.
+   */
+  referencedBlobKeys(refs: readonly BlobKeyRef[], writesSince: string): Promise<Set<string>>;
   listFiles(jobId: string, offset: number, limit: number): Promise<FileRecord[]>;
   getFile(jobId: string, nodeRank: number, relativeName: string): Promise<FileRecord | null>;
   /**
