@@ -24,6 +24,8 @@ const CLI_COMPOSITION_ROOT = ["cli/serve.ts", "cli/server-runtime.ts"];
 const CLIENT_MAY_IMPORT_FROM_DOMAIN: Record<string, string> = {
   "domain/checkpoint-id.ts": "which checkpoint a file belongs to: the SDK groups files exactly as the server does",
   "domain/checkpoint-markers.ts": "which files complete a checkpoint: `ckpt sync` holds them back by the server's rule",
+  "domain/name-rules.ts": "which file names and node ranks are valid: a download refuses what the server would refuse",
+  "domain/digests.ts": "the SHA-256 format: the SDK reads announced digests by the server's rule",
 };
 
 /** Store interfaces: the only store modules the domain may import. */
