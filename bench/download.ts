@@ -34,16 +34,7 @@
  * Full: 4 x 512 MiB + 500 small files (about 2.1 GiB), 3 rounds. Quick: 4 x 64 MiB + 200 small
  * files, 2 rounds (about 30 s).
  *
- * Measured when this was written (2-core AMD EPYC VM shared with other jobs, so +-20% from run
- * to run; defaults: 16 files, 16 parts per file, 16 MiB parts):
- *   into /tmp (ext4)   ckpt 169 MiB/s, aria2c 150 (1.13x), curl 344 (0.49x)
- *   into /dev/shm      ckpt 189 MiB/s, aria2c 306 (0.62x), curl 376 (0.50x)
- *   slow link          ckpt 68-71 MiB/s, aria2c 51-57 (1.19x-1.39x)
- *   client CPU         ckpt 5.2-5.4 s/GiB (SHA-256 of every byte included), aria2c 2.5-3.3
- *   peak RSS           ckpt 176-188 MiB, aria2c 45; one 512 MiB vs one 64 MiB file: 137 vs 141
- * On loopback the server and the client share two cores and ckpt's client is CPU-bound: the
- * single-stream curl wins, and into tmpfs aria2c's leaner C loop does too. Onto a disk, or over
- * a link where each connection is slow, ckpt is ahead.
+ * Figures: BENCHMARKS.md, scenario 2.
  */
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -19,12 +19,7 @@
  * sendfile on, access_log off, its root the ckpt data dir (so /blobs/<key> is the same file; it
  * ignores the query). Target: >= 0.8x nginx.
  *
- * Measured (--quick, this 2-vCPU box under a load average of 5-9 from other work; ratios to nginx
- * in the same rounds): the 1 GiB file behind nginx 0.99-1.04x (ckpt alone 0.55-0.74x, the
- * Node.js floor 0.74-0.78x); small files ckpt alone 0.14-0.19x, 350 CPU us/GET, 63% of the floor
- * (before the pre-routing/one-read path: 0.09x, 696 us/GET, 54%); small files behind nginx 0.20x,
- * 348 CPU us/GET for nginx and ckpt together, 91% of the floor: every GET is still one request
- * to one Node.js process (signature, metadata, open), so it is bound by that, not by nginx.
+ * Figures: BENCHMARKS.md, scenario 3.
  *
  * BENCH_CPU_PROF=<dir> makes the ckpt server write a V8 CPU profile there (node --cpu-prof).
  */

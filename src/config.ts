@@ -126,8 +126,8 @@ export interface ServerFlags {
   readinessTimeout?: string | number;
 }
 
-export const DEFAULT_URL_TTL_SECONDS = 7 * 24 * 3600;
-export const DEFAULT_MAX_PAGE_SIZE = 1000;
+const DEFAULT_URL_TTL_SECONDS = 7 * 24 * 3600;
+const DEFAULT_MAX_PAGE_SIZE = 1000;
 
 export class ConfigError extends Error {}
 

@@ -8,7 +8,7 @@ import { outputOption, printable, printListing } from "./output.js";
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `--since`: an ISO 8601 date or time, or an age such as 30m, 12h, 7d (that long ago). */
-export function parseSince(raw: string, now = Date.now()): string {
+function parseSince(raw: string, now = Date.now()): string {
   const age = /^([0-9]+)\s*([smhd])$/.exec(raw.trim());
   if (age) return new Date(now - Number(age[1]) * UNIT_MS[age[2]!]!).toISOString();
   const at = /^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(raw.trim()) ? new Date(raw.trim()) : new Date(NaN);

@@ -9,7 +9,7 @@ import { formatShape, viaOption } from "./inspect.js";
 import { outputOption, printable, printJson, printJsonLines } from "./output.js";
 
 /** `[JOB:]CHECKPOINT` or `@alias`: the job part defaults to --job (or the latest job). */
-export function parseSide(side: string): { job?: string; checkpoint: string } {
+function parseSide(side: string): { job?: string; checkpoint: string } {
   if (side.startsWith("@")) return { checkpoint: side };
   const colon = side.indexOf(":");
   if (colon === -1) return { checkpoint: side };
@@ -64,7 +64,7 @@ function diffLines(d: CheckpointDiff): Record<string, unknown>[] {
   ];
 }
 
-export function renderDiff(d: CheckpointDiff): string {
+function renderDiff(d: CheckpointDiff): string {
   const name = (t: { node_rank: number; name: string }) => (t.node_rank === 0 ? printable(t.name) : `rank-${t.node_rank}:${printable(t.name)}`);
   let out = "";
   for (const t of d.added) out += `+ ${name(t)}  ${t.dtype} ${formatShape(t.shape)}\n`;

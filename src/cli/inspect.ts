@@ -14,7 +14,7 @@ const grouped = (n: number) => n.toLocaleString("en-US");
 export const formatShape = (shape: number[]) => `[${shape.join(", ")}]`;
 
 /** 8030261248 → "8.03B": how ML engineers say parameter counts. */
-export function formatParameters(n: number): string {
+function formatParameters(n: number): string {
   for (const [unit, size] of [["T", 1e12], ["B", 1e9], ["M", 1e6], ["K", 1e3]] as const) if (n >= size) return `${(n / size).toFixed(2)}${unit}`;
   return String(n);
 }
@@ -47,7 +47,7 @@ export function registerInspect(program: Command): void {
   });
 }
 
-export function renderInspection(x: CheckpointInspection): string {
+function renderInspection(x: CheckpointInspection): string {
   const tensorFiles = x.files.filter((f) => f.tensors.length > 0);
   const withFile = tensorFiles.length > 1;
   const rows = [["TENSOR", "DTYPE", "SHAPE", "PARAMETERS", ...(withFile ? ["FILE"] : [])]];

@@ -9,7 +9,7 @@ export function printable(text: string): string {
 export type OutputFormat = "table" | "json" | "jsonl";
 
 /** Every listing offers these three: a table for people, one JSON document, or one JSON object per line. */
-export const LISTING_FORMATS: readonly OutputFormat[] = ["table", "json", "jsonl"];
+const LISTING_FORMATS: readonly OutputFormat[] = ["table", "json", "jsonl"];
 
 /**
  * `-o/--output`, the same option on every command that prints a result: `table` (the default),

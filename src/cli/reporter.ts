@@ -27,7 +27,7 @@ export interface ReporterOptions {
 }
 
 /** `--quiet`, the same on every command (main.ts adds it to each command that lacks it). */
-export const QUIET_DESCRIPTION = "no progress and no informational lines on stderr (warnings and errors are still printed)";
+const QUIET_DESCRIPTION = "no progress and no informational lines on stderr (warnings and errors are still printed)";
 export const quietOption = (): Option => new Option("-q, --quiet", QUIET_DESCRIPTION);
 
 export function createReporter(options: ReporterOptions, stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr): Reporter {

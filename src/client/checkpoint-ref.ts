@@ -36,7 +36,7 @@ export async function resolveCheckpointRef(
 }
 
 /** The checkpoint's listing entry, or null when the server has no checkpoints endpoint. */
-export async function findCheckpoint(client: CkptClient, projectId: string, jobId: string, checkpointId: string): Promise<TrainingJobCheckpoint | null> {
+async function findCheckpoint(client: CkptClient, projectId: string, jobId: string, checkpointId: string): Promise<TrainingJobCheckpoint | null> {
   let listed: TrainingJobCheckpoint[];
   try {
     listed = await client.listCheckpoints(projectId, jobId);

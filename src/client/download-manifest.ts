@@ -28,7 +28,7 @@ export interface DownloadManifest {
   files: ManifestEntry[];
 }
 
-export function manifestPath(dest: string): string {
+function manifestPath(dest: string): string {
   return join(dest, STATE_DIR_NAME, MANIFEST_FILE_NAME);
 }
 

@@ -16,8 +16,6 @@ export class ApiError extends Error {
 
 export const badRequest = (message: string) => new ApiError(400, "BAD_REQUEST", message);
 export const unauthorized = (message = "missing or invalid API key") => new ApiError(401, "UNAUTHORIZED", message);
-export const forbidden = (message: string) => new ApiError(403, "FORBIDDEN", message);
 export const notFound = (what: string) => new ApiError(404, "NOT_FOUND", `${what} not found`);
 export const conflict = (message: string) => new ApiError(409, "CONFLICT", message);
-export const payloadTooLarge = (message: string) => new ApiError(413, "PAYLOAD_TOO_LARGE", message);
 export const insufficientStorage = (message: string) => new ApiError(507, "INSUFFICIENT_STORAGE", message);

@@ -88,7 +88,7 @@ const EXTRACTORS: Record<FileFormat, FactsExtractor> = {
 };
 
 /** Facts that could not be read at all (the stored blob unreadable): still a file, with a reason. */
-export function unreadableFacts(format: FileFormat, reason: string): FileFacts {
+function unreadableFacts(format: FileFormat, reason: string): FileFacts {
   if (format === "safetensors") return { format, error: reason, header: null };
   if (format === "peft_adapter_config") return { format, error: reason, adapter: null };
   return { format, error: reason, index: null };

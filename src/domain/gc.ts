@@ -10,7 +10,7 @@ const LOOKUP_BATCH = 500;
  * this long. Uploads have no total time limit, but one that has not committed after a week died
  * with its server; its key is then an orphan like any other.
  */
-export const BLOB_WRITE_PROTECTION_MS = 7 * 24 * 3600 * 1000;
+const BLOB_WRITE_PROTECTION_MS = 7 * 24 * 3600 * 1000;
 
 export interface GcReport {
   /** Jobs whose delete was interrupted (marked deleted, bytes or rows left). */

@@ -3,7 +3,7 @@ import type { Caller, CkptService } from "./service.js";
 import type { JobRecord, ProjectRecord } from "./types.js";
 
 /** Baseten's LoadCheckpointConfig default. */
-export const DEFAULT_LOAD_CHECKPOINT_FOLDER = "/tmp/loaded_checkpoints";
+const DEFAULT_LOAD_CHECKPOINT_FOLDER = "/tmp/loaded_checkpoints";
 
 /** A checkpoint to download before the training command starts, with its job found. */
 export interface CheckpointToLoad {
@@ -21,7 +21,7 @@ export interface LoadCheckpointPlan {
 }
 
 /** The job cannot start: a referenced checkpoint, job or project does not exist, or the config is unusable. */
-export const cannotLoad = (message: string) => new ApiError(422, "CHECKPOINT_NOT_FOUND", message);
+const cannotLoad = (message: string) => new ApiError(422, "CHECKPOINT_NOT_FOUND", message);
 const invalidConfig = (message: string) => new ApiError(422, "INVALID_LOAD_CHECKPOINT_CONFIG", message);
 
 /**

@@ -35,7 +35,7 @@ export interface LogQuery {
 export const MAX_LOG_MESSAGE_CHARS = 16384;
 /** Lines one ingest request may carry. */
 export const MAX_LOG_LINES_PER_BATCH = 1000;
-export const DEFAULT_MAX_LOG_LINES_PER_JOB = 200_000;
+const DEFAULT_MAX_LOG_LINES_PER_JOB = 200_000;
 
 const NS_PER_MS = 1_000_000n;
 const MS_PER_DAY = 24 * 3600 * 1000;
@@ -57,7 +57,7 @@ const LEVEL_WORDS: Record<string, LogLevel> = {
 const LEVEL_PATTERN = /(?:^|[^A-Za-z0-9_])(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)(?![A-Za-z0-9_])/;
 
 /** The severity a line announces in its first 120 characters, or null. Upper-case words only: "error" in prose is not a level. */
-export function detectLogLevel(message: string): LogLevel | null {
+function detectLogLevel(message: string): LogLevel | null {
   const match = LEVEL_PATTERN.exec(message.slice(0, 120));
   return match ? LEVEL_WORDS[match[1]!]! : null;
 }

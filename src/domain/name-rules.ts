@@ -4,7 +4,7 @@
  * nothing, so the SDK may load it without anything of the server.
  */
 
-export const MAX_RELATIVE_NAME_BYTES = 1024;
+const MAX_RELATIVE_NAME_BYTES = 1024;
 export const MAX_NODE_RANK = 65535;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 

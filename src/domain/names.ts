@@ -3,7 +3,7 @@ import { badRequest } from "./errors.js";
 import { MAX_NODE_RANK, relativeNameProblem } from "./name-rules.js";
 import { checkpointIdOf, nameInCheckpoint } from "./checkpoint-id.js";
 
-export { MAX_NODE_RANK, MAX_RELATIVE_NAME_BYTES, relativeNameProblem } from "./name-rules.js";
+export { MAX_NODE_RANK, relativeNameProblem } from "./name-rules.js";
 
 export function assertRelativeName(name: string): string {
   const problem = relativeNameProblem(name);

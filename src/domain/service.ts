@@ -48,7 +48,7 @@ const MAX_MARKER_JSON_BYTES = 64 * 1024 * 1024;
 /** Largest safetensors header read to learn a shard's declared size (the format caps it at 100 MB). */
 const MAX_SAFETENSORS_HEADER_BYTES = 100_000_000;
 /** The derived per-job alias: never set by hand. */
-export const BEST_ALIAS = "best";
+const BEST_ALIAS = "best";
 const ALIAS_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** A checkpoint as listed: its summary plus the aliases (project ones and `best`) naming it. */
@@ -875,7 +875,7 @@ function assertAliasName(name: string): void {
  * newest state the job reported (highest global_step), or, when it names none, the checkpoint
  * whose own eval metric equals the reported best_metric. Null when the framework reports neither.
  */
-export function bestCheckpointOf(checkpoints: readonly CheckpointSummary[]): string | null {
+function bestCheckpointOf(checkpoints: readonly CheckpointSummary[]): string | null {
   let newest: CheckpointSummary | null = null;
   for (const c of checkpoints)
     if (c.trainerState && (newest === null || (c.trainerState.globalStep ?? -1) >= (newest.trainerState!.globalStep ?? -1))) newest = c;

@@ -63,7 +63,7 @@ export type SafetensorsParse = { ok: true; header: SafetensorsHeader } | { ok: f
  * The declared header length from the first 8 bytes, or null when fewer are given. Values beyond
  * Number.MAX_SAFE_INTEGER come back as Infinity (they are refused by every check that follows).
  */
-export function declaredHeaderLength(prefix: Uint8Array): number | null {
+function declaredHeaderLength(prefix: Uint8Array): number | null {
   if (prefix.length < SAFETENSORS_PREFIX_BYTES) return null;
   const view = new DataView(prefix.buffer, prefix.byteOffset, SAFETENSORS_PREFIX_BYTES);
   const n = view.getBigUint64(0, true);
@@ -74,7 +74,7 @@ export function declaredHeaderLength(prefix: Uint8Array): number | null {
  * Why a declared length cannot be read as a header of a file of `fileSize` bytes, or null when it
  * can. `limitBytes` is the reader's own cap (at most the format's).
  */
-export function headerLengthProblem(declared: number, fileSize: number, limitBytes = SAFETENSORS_MAX_HEADER_BYTES): string | null {
+function headerLengthProblem(declared: number, fileSize: number, limitBytes = SAFETENSORS_MAX_HEADER_BYTES): string | null {
   if (declared > SAFETENSORS_MAX_HEADER_BYTES)
     return `declared header length ${declared} is above the format's cap of ${SAFETENSORS_MAX_HEADER_BYTES} bytes`;
   if (SAFETENSORS_PREFIX_BYTES + declared > fileSize)

@@ -5,7 +5,7 @@ import type { RetentionCandidate, RetentionPolicy } from "../domain/retention.js
 
 /** The one place that turns domain records into API objects of Baseten's shapes. */
 
-export function presentProjectSummary(project: ProjectRecord) {
+function presentProjectSummary(project: ProjectRecord) {
   return { id: project.id, name: project.name };
 }
 

@@ -51,7 +51,7 @@ export const GetTrainingJobCheckpointFilesResponseV1 = Type.Object(
   },
 );
 
-export const InstanceTypeV1 = Type.Object(
+const InstanceTypeV1 = Type.Object(
   {
     id: Type.String(),
     name: Type.String(),
@@ -64,7 +64,7 @@ export const InstanceTypeV1 = Type.Object(
   { $id: "InstanceTypeV1" },
 );
 
-export const TrainingProjectSummaryV1 = Type.Object({ id: Type.String(), name: Type.String() }, { $id: "TrainingProjectSummaryV1" });
+const TrainingProjectSummaryV1 = Type.Object({ id: Type.String(), name: Type.String() }, { $id: "TrainingProjectSummaryV1" });
 
 export const TrainingJobV1 = Type.Object(
   {

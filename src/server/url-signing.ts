@@ -9,7 +9,7 @@ import { newId } from "../domain/ids.js";
  * Secrets are keyed by id so they can be rotated: new URLs use the current secret, and URLs of an
  * older secret keep working while that secret is kept in the ring.
  */
-export const SIGNATURE_PARAMS = {
+const SIGNATURE_PARAMS = {
   expires: "X-Ckpt-Expires",
   keyId: "X-Ckpt-Key-Id",
   signature: "X-Ckpt-Signature",
@@ -118,7 +118,7 @@ export function loadOrCreateKeyring(dataDir: string): UrlSigningKeyring {
   return keyring;
 }
 
-export function saveKeyring(dataDir: string, keyring: UrlSigningKeyring): void {
+function saveKeyring(dataDir: string, keyring: UrlSigningKeyring): void {
   const path = join(dataDir, KEYRING_FILE);
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(keyring, null, 2), { mode: 0o600 });

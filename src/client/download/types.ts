@@ -28,14 +28,11 @@ export interface DownloadTuning {
 }
 
 /**
- * Measured with bench/download.ts on a 2-core box (figures in its header). On loopback the
- * client is CPU-bound and no setting stood out beyond the noise. Over a slow link (8 MiB/s per
- * connection) the number of connections decides: 32 MiB parts left a 128 MiB file only four
- * parts to spread (0.77x aria2c -x16), 16 MiB parts 1.27x, 8 MiB parts 1.25x. 16 connections
- * match aria2c -x16; more cost memory (about 2 MiB per request in flight) for no gain here.
- * One file takes at most 8 of them: measured with bench/memory.ts's clientPeak, a 4 GiB download
- * peaked at 196 MiB with 16 parts in flight (8 GiB: 192, so bounded) against 142 MiB with 8, in
- * the same time on loopback; several large files still share all 16 connections.
+ * Chosen by measurement (bench/download.ts --sweep and bench/memory.ts; the figures are in
+ * BENCHMARKS.md, scenarios 2 and 4). On loopback the client is CPU-bound and no setting stands
+ * out; over a slow link the number of connections decides, so parts are small enough for a large
+ * file to spread over many; one file takes at most half of them, because a single file's parts in
+ * flight are what the client's memory follows.
  */
 export const DEFAULT_TUNING: DownloadTuning = { concurrency: 16, partsPerFile: 8, partSize: 16 << 20 };
 

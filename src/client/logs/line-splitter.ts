@@ -1,7 +1,7 @@
 import { StringDecoder } from "node:string_decoder";
 
 /** The longest message the server takes (its MAX_LOG_MESSAGE_CHARS); longer lines are sent in pieces. */
-export const MAX_LINE_CHARS = 16384;
+const MAX_LINE_CHARS = 16384;
 
 /**
  * Turns one stream's bytes into lines: UTF-8 decoded across chunk boundaries (invalid bytes become

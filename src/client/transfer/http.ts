@@ -20,11 +20,6 @@ export function createAgents(): TransferAgents {
   return { http: new HttpAgent(options), https: new HttpsAgent(options) };
 }
 
-export function destroyAgents(agents: TransferAgents): void {
-  agents.http.destroy();
-  agents.https.destroy();
-}
-
 /** A request that got no usable answer: the connection failed, closed early, stalled, or spoke no HTTP. */
 export class TransferError extends Error {
   override name = "TransferError";
@@ -99,7 +94,7 @@ export function translate(err: unknown): Error {
   return new TransferError(`network error: ${message}${code && !message.includes(code) ? ` (${code})` : ""}`, code);
 }
 
-export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

@@ -26,7 +26,7 @@ export interface PutResponse {
  * either way for the idle timeout — rejects with TransferError (or AbortError); the answer's
  * body is read up to 1 MiB.
  */
-export async function putBody(
+async function putBody(
   url: string,
   headers: Record<string, string>,
   body: Buffer | Readable,
@@ -52,7 +52,7 @@ export async function putBody(
  * `client.fetch` when it was given its own (a proxy, a test spy, a throttle), so that one sees
  * every request. Either way the answer comes back in one shape.
  */
-export async function sendPut(
+async function sendPut(
   client: CkptClient,
   url: string,
   headers: Record<string, string>,
@@ -142,11 +142,11 @@ export async function requestRetrying<T>(send: () => Promise<T>, options: PutRet
 }
 
 /** The CkptApiError for a failed upload response. */
-export async function putError(response: PutResponse, what: string): Promise<CkptApiError> {
+async function putError(response: PutResponse, what: string): Promise<CkptApiError> {
   return apiErrorFrom(new Response(response.body.length ? response.body : null, { status: response.status }), what);
 }
 
-export function headerOf(response: PutResponse, name: string): string | undefined {
+function headerOf(response: PutResponse, name: string): string | undefined {
   const value = response.headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

@@ -65,7 +65,7 @@ const NETWORK_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOS
  * errors (also as an error's cause, as the AWS SDK wraps them), PostgreSQL's connection
  * exceptions (class 08) and shutdown states (57P01-57P03), node-postgres' own connection errors.
  */
-export function isStoreUnreachable(err: unknown, depth = 0): boolean {
+function isStoreUnreachable(err: unknown, depth = 0): boolean {
   if (!(err instanceof Error) || depth > 3) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && (NETWORK_ERRORS.has(code) || code.startsWith("08") || /^57P0[1-3]$/.test(code))) return true;

@@ -6,7 +6,7 @@ import { badRequest } from "../../domain/errors.js";
  * and JSON.stringify recurses: a body of 10,000 nested arrays (20 KB, far under the size limit)
  * would overflow the stack there. Real bodies (Baseten's job specs) nest a handful of levels.
  */
-export const MAX_JSON_DEPTH = 64;
+const MAX_JSON_DEPTH = 64;
 
 /** Replaces the JSON parser of `app`'s scope with Fastify's own, behind a nesting-depth check. */
 export function limitJsonDepth(app: FastifyInstance, maxDepth = MAX_JSON_DEPTH): void {
@@ -20,7 +20,7 @@ export function limitJsonDepth(app: FastifyInstance, maxDepth = MAX_JSON_DEPTH):
 }
 
 /** True when the brackets of `text`, outside strings, nest deeper than `maxDepth`. One pass, no parse. */
-export function jsonDepthExceeds(text: string, maxDepth: number): boolean {
+function jsonDepthExceeds(text: string, maxDepth: number): boolean {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {

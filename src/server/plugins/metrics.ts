@@ -2,9 +2,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerMetrics, UploadKind } from "../metrics.js";
 
 /** Routes that are not traffic: load-balancer probes. (/metrics has a listener of its own.) */
-export const UNCOUNTED_ROUTES: ReadonlySet<string> = new Set(["/livez", "/readyz", "/healthz"]);
+const UNCOUNTED_ROUTES: ReadonlySet<string> = new Set(["/livez", "/readyz", "/healthz"]);
 /** The label of requests no route matched (404s of made-up URLs: one series, not one per URL). */
-export const UNMATCHED_ROUTE = "(unmatched)";
+const UNMATCHED_ROUTE = "(unmatched)";
 
 /** What a request whose client went away before any answer is counted as (nginx's 499). */
 const CLIENT_CLOSED_STATUS = 499;

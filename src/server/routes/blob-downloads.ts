@@ -46,7 +46,7 @@ export interface BlobDownloadOptions {
  * the serving benchmark measured those round trips, not the reads, as the cost of a small GET.
  * Larger reads stream asynchronously, so a cold multi-GiB file never stalls the event loop.
  */
-export const BLOCKING_READ_MAX_BYTES = 256 << 10;
+const BLOCKING_READ_MAX_BYTES = 256 << 10;
 
 /** The route template downloads are counted under (as Fastify declares it, see app.ts). */
 const BLOB_ROUTE = "/blobs/*";
@@ -62,7 +62,7 @@ export function isBlobDownload(req: IncomingMessage): boolean {
  * checks must use the same one to agree. It is weaker than ckpt's (a replacement of the same size
  * within the same second keeps it), which is why ckpt uses its own when it sends the bytes itself.
  */
-export function nginxEtag(stat: BlobStat): string {
+function nginxEtag(stat: BlobStat): string {
   return `"${Math.floor(stat.lastModified.getTime() / 1000).toString(16)}-${stat.sizeBytes.toString(16)}"`;
 }
 

@@ -7,7 +7,7 @@ import { errorResponses, rejectNonIntegerPaging } from "../schemas.js";
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 const BytesByDtype = Type.Record(Type.String(), Type.Integer(), { description: "Bytes of tensor data per dtype." });
 
-export const CheckpointTensorsResponse = Type.Object(
+const CheckpointTensorsResponse = Type.Object(
   {
     checkpoint_id: Type.String(),
     parameter_count: Nullable(Type.Integer({ description: "Elements of every readable safetensors file, all ranks." })),

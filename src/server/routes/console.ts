@@ -25,7 +25,7 @@ export const CONSOLE_CSP = [
   "trusted-types 'none'",
 ].join("; ");
 
-export const DEFAULT_CONSOLE_DIR = fileURLToPath(new URL("../../../console/", import.meta.url));
+const DEFAULT_CONSOLE_DIR = fileURLToPath(new URL("../../../console/", import.meta.url));
 
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

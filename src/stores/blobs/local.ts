@@ -57,7 +57,7 @@ function blobStatOf(s: Stats): BlobStat {
 }
 
 /** Below this much free space no upload can succeed, so readiness reports the disk as full. */
-export const READY_MIN_FREE_BYTES = 1 << 20;
+const READY_MIN_FREE_BYTES = 1 << 20;
 
 /**
  * Blobs as plain files under `<dataDir>/blobs/<key>`. Writes go to `<dataDir>/tmp/` first, are

@@ -80,7 +80,7 @@ const escapeSubDelim = (c: string): string => `%${c.charCodeAt(0).toString(16).t
  * kept, everything else as UTF-8 bytes in uppercase hex. Throws URIError on
  * lone surrogates (such a string has no UTF-8 form; the SDK throws too).
  */
-export function uriEscape(value: string): string {
+function uriEscape(value: string): string {
   const encoded = encodeURIComponent(value);
   return HAS_SUB_DELIMS.test(encoded) ? encoded.replace(SUB_DELIMS, escapeSubDelim) : encoded;
 }

@@ -268,7 +268,7 @@ export const POSTGRES_MIGRATIONS: { version: number; sql: string }[] = [
  * Every server takes it before looking at schema_migrations, so servers starting together
  * against one database apply each migration exactly once; the others wait, then find it done.
  */
-export const MIGRATION_LOCK_KEY = 0x636b7074;
+const MIGRATION_LOCK_KEY = 0x636b7074;
 
 /**
  * Applies the migrations this database lacks, in one transaction that holds the advisory lock
