@@ -1,4 +1,5 @@
 import type { CkptClient } from "./api.js";
+import { runPool } from "./download/pool.js";
 import { CkptApiError } from "./errors.js";
 import type { CheckpointFile } from "./types.js";
 import { checkpointIdOf } from "../domain/checkpoint-id.js";
@@ -232,14 +233,13 @@ async function readRange(fetchImpl: typeof fetch, file: CheckpointFile, start: n
 
 async function mapLimited<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await work(items[i]!);
-    }
-  });
-  await Promise.all(workers);
+  await runPool(
+    items.map((item, index) => ({ item, index })),
+    limit,
+    async ({ item, index }) => {
+      out[index] = await work(item);
+    },
+  );
   return out;
 }
 

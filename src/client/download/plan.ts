@@ -1,6 +1,7 @@
 import { isAbsolute, join, relative, resolve } from "node:path";
 import picomatch from "picomatch";
 import { isValidNodeRank, unsafeRelativeNameReason } from "../relative-name.js";
+import { MAX_NODE_RANK } from "../../domain/name-rules.js";
 import type { CheckpointFile } from "../types.js";
 import type { FileRef } from "./types.js";
 import { checkpointIdOf } from "../../domain/checkpoint-id.js";
@@ -90,7 +91,7 @@ export function planDownload(listing: Iterable<CheckpointFile>, selection: PlanS
 }
 
 function refusalReason(file: CheckpointFile, root: string, localName: string, flat: boolean): string | null {
-  if (!isValidNodeRank(file.node_rank)) return `node_rank ${JSON.stringify(file.node_rank)} is not an integer from 0 to 65535`;
+  if (!isValidNodeRank(file.node_rank)) return `node_rank ${JSON.stringify(file.node_rank)} is not an integer from 0 to ${MAX_NODE_RANK}`;
   if (!Number.isSafeInteger(file.size_bytes) || file.size_bytes < 0) return `size_bytes ${JSON.stringify(file.size_bytes)} is not a byte count`;
   if (typeof file.url !== "string") return "the listing gives no URL";
   const nameProblem = unsafeRelativeNameReason(file.relative_file_name);
