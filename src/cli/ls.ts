@@ -4,6 +4,7 @@ import { latestCheckpointId } from "../client/download/latest-checkpoint.js";
 import { fileSelector } from "../client/download/plan.js";
 import { listAllFiles } from "../client/download/url-book.js";
 import type { CheckpointFile } from "../client/types.js";
+import { CkptApiError } from "../client/errors.js";
 import { MAX_NODE_RANK } from "../domain/names.js";
 import { clientFrom, collect, formatBytes, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
 import { collectInteger, exitQuietlyOnBrokenPipe, outputOption, printable, printJson } from "./output.js";
@@ -23,22 +24,34 @@ export function registerLs(program: Command): void {
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
     const client = clientFrom(opts, process.env, apiFetch());
-    const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
-    const args = { projectId: project.id, jobId: job.id };
-    const checkpointId = opts.checkpoint === "latest" ? await latestCheckpointId(client, project.id, job.id, () => listAllFiles(client, args)) : opts.checkpoint;
-    const selected = fileSelector({ checkpointId, include: opts.include, nodeRanks: opts.rank });
-    const shown = (file: CheckpointFile): Partial<CheckpointFile> => (opts.urls ? file : withoutUrl(file));
+    const list = async (args: { projectId: string; jobId: string }): Promise<void> => {
+      const checkpointId = opts.checkpoint === "latest" ? await latestCheckpointId(client, args.projectId, args.jobId, () => listAllFiles(client, args)) : opts.checkpoint;
+      const selected = fileSelector({ checkpointId, include: opts.include, nodeRanks: opts.rank });
+      const shown = (file: CheckpointFile): Partial<CheckpointFile> => (opts.urls ? file : withoutUrl(file));
 
-    if (opts.output === "jsonl") {
-      // Streamed as pages arrive, so a script can start on the first files of a huge job.
-      for await (const file of client.listCheckpointFiles(args)) if (selected(file)) process.stdout.write(JSON.stringify(shown(file)) + "\n");
-      return;
+      if (opts.output === "jsonl") {
+        // Streamed as pages arrive, so a script can start on the first files of a huge job.
+        for await (const file of client.listCheckpointFiles(args)) if (selected(file)) process.stdout.write(JSON.stringify(shown(file)) + "\n");
+        return;
+      }
+      const files = (await listAllFiles(client, args)).filter(selected);
+      if (opts.output === "json") return printJson(files.map(shown));
+      const header = ["RANK", "NAME", "SIZE", "MODIFIED", ...(opts.urls ? ["URL"] : [])];
+      const rows = files.map((f) => [String(f.node_rank), printable(f.relative_file_name), formatBytes(f.size_bytes), f.last_modified, ...(opts.urls ? [f.url] : [])]);
+      process.stdout.write(table([header, ...rows]));
+    };
+    // Ids are tried first (as everywhere): with --job given, --project is first taken as an id and
+    // the listing itself is the one request. A 404 comes before any output (the first page), and
+    // then --project is resolved as a name or id, the job looked up, and the listing made again.
+    if (opts.job) {
+      try {
+        return await list({ projectId: opts.project, jobId: opts.job });
+      } catch (err) {
+        if (!(err instanceof CkptApiError) || err.status !== 404) throw err;
+      }
     }
-    const files = (await listAllFiles(client, args)).filter(selected);
-    if (opts.output === "json") return printJson(files.map(shown));
-    const header = ["RANK", "NAME", "SIZE", "MODIFIED", ...(opts.urls ? ["URL"] : [])];
-    const rows = files.map((f) => [String(f.node_rank), printable(f.relative_file_name), formatBytes(f.size_bytes), f.last_modified, ...(opts.urls ? [f.url] : [])]);
-    process.stdout.write(table([header, ...rows]));
+    const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
+    await list({ projectId: project.id, jobId: job.id });
   });
 }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { runCli, startTestServer } from "../harness/server.js";
 import { putFile, MiB, bytes } from "../client/support/fixtures.js";
+import { startApiCountingProxy } from "../sync/support.js";
 
 test("projects create and jobs create print ids; projects, jobs, checkpoints and ls list them", async (t) => {
   const server = await startTestServer();
@@ -49,6 +50,22 @@ test("projects create and jobs create print ids; projects, jobs, checkpoints and
     .map((line) => JSON.parse(line) as { relative_file_name: string; url: string });
   assert.deepEqual(streamed.map((f) => f.relative_file_name), ["checkpoint-20/config.json"]);
   assert.ok(streamed[0]!.url.startsWith(server.blobOrigin + server.blobPathPrefix), streamed[0]!.url);
+
+  // With ids for both, the listing is the one request; a project name, or an unknown job, costs
+  // the lookups (and answers the same).
+  const proxy = await startApiCountingProxy(t, server.baseUrl);
+  const counted = (...args: string[]) => runCli(args, { env: { ...env, CKPT_API_URL: proxy.url } });
+  const byIds = await counted("ls", "--project", projectId, "--job", latestJob, "-o", "json");
+  assert.equal(byIds.code, 0, byIds.stderr);
+  assert.equal((JSON.parse(byIds.stdout) as unknown[]).length, 3);
+  assert.deepEqual(proxy.requests().map((r) => r.path), [`/v1/training_projects/${projectId}/jobs/${latestJob}/checkpoint_files`]);
+  const byName = await counted("ls", "--project", "llama", "--job", latestJob, "-o", "json");
+  assert.equal(byName.stdout, byIds.stdout, byName.stderr);
+  const unknownJob = await counted("ls", "--project", projectId, "--job", "nojob");
+  assert.equal(unknownJob.code, 1);
+  assert.match(unknownJob.stderr, /not found/);
+  assert.equal(unknownJob.stdout, "");
+
   const fetched = await fetch(streamed[0]!.url);
   assert.equal(fetched.status, 200);
   assert.equal((await fetched.arrayBuffer()).byteLength, 2);
