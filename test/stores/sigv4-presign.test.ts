@@ -326,7 +326,11 @@ function asOurs(op: Op, c: Case, part?: { partNumber: number; uploadId: string }
   return { ...c, method, query };
 }
 
-const sdkBucket = fc.oneof(dnsBucket, dottedBucket, fc.stringMatching(/^[a-z0-9][a-z0-9.-]{1,20}[a-z0-9]$/));
+// S3 refuses bucket names with an `xn--` label (punycode), and the SDK cannot build a URL for an
+// invalid one (`xn--a.` is no valid IDNA host), so the comparison leaves them out.
+const sdkBucket = fc
+  .oneof(dnsBucket, dottedBucket, fc.stringMatching(/^[a-z0-9][a-z0-9.-]{1,20}[a-z0-9]$/))
+  .filter((name) => !name.split(".").some((label) => label.startsWith("xn--")));
 
 test("byte-identical to getSignedUrl from @aws-sdk/s3-request-presigner (property)", async () => {
   const sdkCase = caseArb.chain((c) =>
