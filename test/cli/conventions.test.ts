@@ -250,7 +250,12 @@ test("Ctrl-C: the first lets in-flight requests end and starts nothing new (exit
 /** The module URLs a CLI run loads (ESM; CommonJS packages show as their entry file). */
 async function modulesLoaded(args: string[]): Promise<string[]> {
   const hook = `export async function load(url, context, next) { process.stderr.write("LOADED " + url + "\\n"); return next(url, context); }`;
-  const register = `import { register } from "node:module"; register(${JSON.stringify("data:text/javascript," + encodeURIComponent(hook))});`;
+  // In-thread hooks where Node has them (22.15+, 24): the off-thread hooks of register() print
+  // from their own thread, and what they print is lost when the CLI exits at once (--help).
+  const inThread = `{ load(url, context, next) { process.stderr.write("LOADED " + url + "\\n"); return next(url, context); } }`;
+  const register =
+    `import * as m from "node:module"; ` +
+    `if (m.registerHooks) m.registerHooks(${inThread}); else m.register(${JSON.stringify("data:text/javascript," + encodeURIComponent(hook))});`;
   const child = spawn(process.execPath, ["--import", "data:text/javascript," + encodeURIComponent(register), CLI_PATH, ...args], {
     env: { PATH: process.env.PATH, CKPT_API_URL: "http://127.0.0.1:9", CKPT_API_KEY: "unused" },
     stdio: ["ignore", "ignore", "pipe"],
