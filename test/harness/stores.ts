@@ -4,8 +4,8 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { loadServerConfig, type ServerConfig } from "../../src/config.js";
-import { startPostgres } from "./postgres.js";
-import { startRgw } from "./rgw.js";
+import { startPostgres, type PostgresInstance } from "./postgres.js";
+import { startRgw, type RgwInstance } from "./rgw.js";
 
 /** Which stores a test server runs on; scripts/run-tests.mjs reruns suites with CKPT_TEST_BACKEND=postgres-s3. */
 export type Backend = "sqlite-local" | "postgres-s3";
@@ -41,6 +41,26 @@ export interface TestStores {
   stop(): Promise<void>;
 }
 
+/**
+ * What a `ckpt serve` (or admin command) needs to run on a fresh PostgreSQL database and a fresh
+ * RGW bucket: the one place the scale-out environment of a test is spelled out.
+ */
+export async function scaleOutEnv(pg: PostgresInstance, rgw: RgwInstance, prefix = "ckpt/"): Promise<{ bucket: string; env: NodeJS.ProcessEnv }> {
+  const bucket = await rgw.createBucket();
+  return {
+    bucket,
+    env: {
+      CKPT_DATABASE_URL: await pg.createDatabase(),
+      CKPT_BLOB_STORE: `s3://${bucket}/${prefix}`,
+      CKPT_S3_ENDPOINT: rgw.endpoint,
+      CKPT_S3_REGION: rgw.region,
+      CKPT_S3_FORCE_PATH_STYLE: "true",
+      AWS_ACCESS_KEY_ID: rgw.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
+    },
+  };
+}
+
 export async function startStores(options: { dataDir?: string } = {}): Promise<TestStores> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "ckpt-test-"));
   const ownsDir = options.dataDir === undefined;
@@ -72,17 +92,8 @@ export async function startStores(options: { dataDir?: string } = {}): Promise<T
     removeDir();
     throw new Error("CKPT_TEST_BACKEND=postgres-s3 needs PostgreSQL and Ceph RGW installed");
   }
-  const bucket = await rgw.createBucket();
   const prefix = "ckpt/";
-  const env: NodeJS.ProcessEnv = {
-    CKPT_DATABASE_URL: await pg.createDatabase(),
-    CKPT_BLOB_STORE: `s3://${bucket}/${prefix}`,
-    CKPT_S3_ENDPOINT: rgw.endpoint,
-    CKPT_S3_REGION: rgw.region,
-    CKPT_S3_FORCE_PATH_STYLE: "true",
-    AWS_ACCESS_KEY_ID: rgw.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
-  };
+  const { bucket, env } = await scaleOutEnv(pg, rgw, prefix);
   const s3 = new S3Client(rgw.s3Config);
   const listKeys = async (keyPrefix: string): Promise<string[]> => {
     const keys: string[] = [];

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { postgresAvailable, startPostgres, type PostgresInstance } from "../harness/postgres.js";
 import { requireOrSkip } from "../harness/required.js";
+import { scaleOutEnv } from "../harness/stores.js";
 import { rgwAvailable, startRgw, type RgwInstance } from "../harness/rgw.js";
 import { runCli, spawnServer, type ServerProcess } from "../harness/server.js";
 import { api, sha256, type Api } from "../helpers/api.js";
@@ -80,15 +81,7 @@ async function readAcrossReplacement(url: string, old: Buffer, replacement: Prom
 
 test("concurrent replacements through two servers: every listing entry's size and digest are the bytes its URL serves, old URLs never serve a mix, gc finds no orphan", async (t) => {
   if (!requireOrSkip("postgres", postgresAvailable(), t) || !requireOrSkip("rgw", rgwAvailable(), t) || !pg || !rgw) return;
-  const env = {
-    CKPT_DATABASE_URL: await pg.createDatabase(),
-    CKPT_BLOB_STORE: `s3://${await rgw.createBucket()}/ckpt`,
-    CKPT_S3_ENDPOINT: rgw.endpoint,
-    CKPT_S3_REGION: rgw.region,
-    AWS_ACCESS_KEY_ID: rgw.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
-    CKPT_UPLOAD_PART_SIZE: String(5 << 20),
-  };
+  const env = { ...(await scaleOutEnv(pg, rgw)).env, CKPT_UPLOAD_PART_SIZE: String(5 << 20) };
   const dirs = [mkdtempSync(join(tmpdir(), "ckpt-a-")), mkdtempSync(join(tmpdir(), "ckpt-b-")), mkdtempSync(join(tmpdir(), "ckpt-gc-"))];
   const [a, b] = (await Promise.all(dirs.slice(0, 2).map((d) => spawnServer(d, env)))) as [ServerProcess, ServerProcess];
   try {

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { postgresAvailable, startPostgres, type PostgresInstance } from "../harness/postgres.js";
 import { requireOrSkip } from "../harness/required.js";
+import { scaleOutEnv } from "../harness/stores.js";
 import { rgwAvailable, startRgw, type RgwInstance } from "../harness/rgw.js";
 import { runCli, spawnServer, type ServerProcess } from "../harness/server.js";
 import { api, sha256 } from "../helpers/api.js";
@@ -21,15 +22,7 @@ after(async () => {
 
 test("two ckpt servers on one PostgreSQL + S3 give one truth and survive one being killed", async (t) => {
   if (!requireOrSkip("postgres", postgresAvailable(), t) || !requireOrSkip("rgw", rgwAvailable(), t) || !pg || !rgw) return;
-  const env = {
-    CKPT_DATABASE_URL: await pg.createDatabase(),
-    CKPT_BLOB_STORE: `s3://${await rgw.createBucket()}/ckpt`,
-    CKPT_S3_ENDPOINT: rgw.endpoint,
-    CKPT_S3_REGION: rgw.region,
-    AWS_ACCESS_KEY_ID: rgw.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
-    CKPT_UPLOAD_PART_SIZE: String(5 << 20),
-  };
+  const env = { ...(await scaleOutEnv(pg, rgw)).env, CKPT_UPLOAD_PART_SIZE: String(5 << 20) };
   const dirs = [mkdtempSync(join(tmpdir(), "ckpt-a-")), mkdtempSync(join(tmpdir(), "ckpt-b-"))];
   // Started together: both apply migrations to the fresh database at once (advisory lock).
   const [a, b] = (await Promise.all(dirs.map((d) => spawnServer(d, env)))) as [ServerProcess, ServerProcess];
