@@ -1,4 +1,5 @@
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
+import { nodeHttp, nodeHttps } from "../client/transfer/node-http.js";
 
 /**
  * The `fetch` the CLI's short commands (listings, inspect, alias, retention) give the SDK for
@@ -11,7 +12,7 @@ import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 export function apiFetch(): typeof fetch {
   const agents = new Map<string, HttpAgent>();
   const send = async (url: URL, init: RequestInit, redirectsLeft: number): Promise<Response> => {
-    const http = url.protocol === "https:" ? await import("node:https") : url.protocol === "http:" ? await import("node:http") : null;
+    const http = url.protocol === "https:" ? nodeHttps() : url.protocol === "http:" ? nodeHttp() : null;
     if (!http) throw new TypeError(`unsupported protocol ${url.protocol}`);
     let agent = agents.get(url.protocol);
     if (!agent) agents.set(url.protocol, (agent = new http.Agent({ keepAlive: true })));

@@ -1,5 +1,5 @@
 import { isAbsolute, join, relative, resolve } from "node:path";
-import picomatch from "picomatch";
+import { createRequire } from "node:module";
 import { isValidNodeRank, unsafeRelativeNameReason } from "../relative-name.js";
 import { MAX_NODE_RANK } from "../../domain/name-rules.js";
 import type { CheckpointFile } from "../types.js";
@@ -52,6 +52,7 @@ export function fileSelector(selection: PlanSelection): (file: CheckpointFile) =
  * (picomatch's own `basename` option also applies to globs with slashes, and then fails them.)
  */
 function globMatcher(globs: string[]): (name: string) => boolean {
+  const picomatch = loadPicomatch();
   const onBase = globs.filter((g) => !g.includes("/"));
   const onPath = globs.filter((g) => g.includes("/"));
   const baseMatches = onBase.length ? picomatch(onBase, { dot: true }) : () => false;
@@ -101,4 +102,12 @@ function refusalReason(file: CheckpointFile, root: string, localName: string, fl
   const rel = relative(root, join(root, localName));
   if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return "the path would leave the destination folder";
   return null;
+}
+
+/**
+ * picomatch is required when a glob is given, not imported with this module: listings and
+ * downloads without --include/--exclude (most calls) skip loading it (BENCHMARKS.md, start-up).
+ */
+function loadPicomatch(): typeof import("picomatch") {
+  return createRequire(import.meta.url)("picomatch") as typeof import("picomatch");
 }

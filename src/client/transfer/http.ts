@@ -1,5 +1,6 @@
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { Agent as HttpAgent, ClientRequest, IncomingHttpHeaders, IncomingMessage } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
+import { nodeHttp, nodeHttps } from "./node-http.js";
 
 /**
  * The transfer layer under downloads and uploads: node:http(s) with keep-alive agents. Chosen
@@ -17,7 +18,7 @@ export interface TransferAgents {
 /** Keep-alive pools; sockets idle longer than 30 s are closed. */
 export function createAgents(): TransferAgents {
   const options = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 256, maxFreeSockets: 256, scheduling: "lifo" as const };
-  return { http: new HttpAgent(options), https: new HttpsAgent(options) };
+  return { http: new (nodeHttp().Agent)(options), https: new (nodeHttps().Agent)(options) };
 }
 
 /** A request that got no usable answer: the connection failed, closed early, stalled, or spoke no HTTP. */
@@ -59,7 +60,7 @@ export function openRequest(options: OpenRequest): {
   const target = new URL(options.url);
   const secure = target.protocol === "https:";
   if (!secure && target.protocol !== "http:") throw new TransferError(`unsupported URL scheme ${target.protocol}`);
-  const request = (secure ? httpsRequest : httpRequest)(target, {
+  const request = (secure ? nodeHttps() : nodeHttp()).request(target, {
     method: options.method,
     headers: options.headers,
     agent: secure ? options.agents.https : options.agents.http,
