@@ -8,7 +8,7 @@
  *
  * Full: 4 x 256 MiB + 200 x 30 KB, 3 rounds; quick: 4 x 64 MiB + 200 x 30 KB, 2 rounds. Skipped
  * when radosgw (test/harness/rgw.ts), rclone or aws is missing. A fourth side, the download engine
- * alone (bench/transfer-sides.ts: no CLI start-up, no per-file SHA-256), shows what those cost. rclone: --transfers 16
+ * alone (bench/transfer-sides.ts: no CLI start-up), shows what the CLI costs. rclone: --transfers 16
  * --multi-thread-streams 8 (its own defaults are 4 transfers); aws: its defaults (10 requests).
  */
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
@@ -78,7 +78,7 @@ export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promis
     };
     const sides: Record<string, () => Promise<Measured>> = {
       ckpt: () => timed(process.execPath, [CKPT_CLI, "download", "--project", "proj", "--job", "job", "--out", out("ckpt"), "--quiet"], { CKPT_API_URL: listing.url, CKPT_API_KEY: "bench" }),
-      // The engine alone, without the CLI's start-up and the SHA-256 it computes for its manifest.
+      // The engine alone, without the CLI's start-up.
       engine: () => timed(process.execPath, [fileURLToPath(new URL("./transfer-sides.js", import.meta.url)), "engine", listing.url, out("engine")]),
       rclone: () => timed("rclone", ["copy", "--transfers", "16", "--multi-thread-streams", "8", `rgw:${bucket}`, out("rclone")], rcloneEnv),
       aws: () => timed("aws", ["--endpoint-url", rgw.endpoint, "s3", "cp", "--recursive", "--only-show-errors", `s3://${bucket}/`, out("aws")], awsEnv),
@@ -102,11 +102,11 @@ export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promis
     return [
       row({ scenario: `8. scale-out download from Ceph RGW, ${label}: ckpt (presigned URLs) vs rclone copy`, ckpt: speed("ckpt"), anchor: speed("rclone"), unit: "MiB/s", target: ">= 1.0x", meets: (r) => r >= 1, note: note("rclone") }),
       row({
-        scenario: "8. scale-out download from Ceph RGW: the download engine alone (SDK, hashFiles: false) vs rclone copy",
+        scenario: "8. scale-out download from Ceph RGW: the download engine alone (SDK, no CLI) vs rclone copy",
         ckpt: speed("engine"),
         anchor: speed("rclone"),
         unit: "MiB/s",
-        note: `wall ${fmt(wall("engine"))} vs ${fmt(wall("rclone"))} s; CPU ${cpu("engine")} vs ${cpu("rclone")} s; no CLI start-up, no per-file SHA-256`,
+        note: `wall ${fmt(wall("engine"))} vs ${fmt(wall("rclone"))} s; CPU ${cpu("engine")} vs ${cpu("rclone")} s; no CLI start-up`,
       }),
       row({ scenario: `8. scale-out download from Ceph RGW: ckpt vs aws s3 cp --recursive`, ckpt: speed("ckpt"), anchor: speed("aws"), unit: "MiB/s", target: ">= 1.0x", meets: (r) => r >= 1, note: note("aws") }),
     ];

@@ -3,7 +3,7 @@
  * against curl comes from:
  *
  *   node dist/bench/transfer-sides.js engine <api-url> <out>   the download engine (SDK) alone,
- *       without the per-file SHA-256 the CLI computes for its manifest (hashFiles: false)
+ *       without the CLI (its defaults: no digest announced, none computed)
  *   node dist/bench/transfer-sides.js sha256 <file>...         SHA-256 of the files, one thread,
  *       1 MiB reads: what hashing the downloaded bytes costs at least, whoever does it
  */
@@ -14,7 +14,7 @@ import { downloadCheckpoint } from "../src/client/index.js";
 const [mode, ...args] = process.argv.slice(2);
 if (mode === "engine") {
   const [apiUrl, dest] = args;
-  const summary = await downloadCheckpoint({ apiUrl: apiUrl!, apiKey: "bench", projectId: "proj", jobId: "job", dest: dest!, hashFiles: false });
+  const summary = await downloadCheckpoint({ apiUrl: apiUrl!, apiKey: "bench", projectId: "proj", jobId: "job", dest: dest! });
   if (summary.failed.length) throw new Error(`${summary.failed.length} files failed: ${summary.failed[0]!.error}`);
 } else if (mode === "sha256") {
   const buffer = Buffer.allocUnsafe(1 << 20);

@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { downloadCheckpoint } from "../client/download/download-checkpoint.js";
 import { DEFAULT_TUNING, type DownloadSummary } from "../client/download/types.js";
 import { MAX_NODE_RANK } from "../domain/names.js";
@@ -37,7 +37,8 @@ export function registerDownload(program: Command): void {
       .option("--retries <n>", "tries per request before a file is given up (default 6)", parseIntegerOption("--retries", 1, 100))
       .option("--idle-timeout <seconds>", "abandon (and retry) a response that sends nothing for this long (default 60)", parseIntegerOption("--idle-timeout", 1, 3600))
       .option("--dry-run", "list what would be downloaded, resumed or skipped; write nothing")
-      .option("--no-hash", "hash only files whose SHA-256 the server announces (and verify those); the manifest then records sizes only for the others, and `ckpt verify` checks just their size")
+      .option("--hash", "also hash files whose SHA-256 the server does not announce (Baseten announces none), so the manifest records a digest of every file and `ckpt verify` checks their bytes, not just their size; costs CPU")
+      .addOption(new Option("--no-hash", "the default: hash only files whose SHA-256 the server announces (and verify those)").hideHelp())
       .addOption(outputOption())
       .addOption(jsonFlagOption("jsonl", "same as -o jsonl: every event as a JSON line on stdout"))
       .addOption(quietOption()),
@@ -70,7 +71,7 @@ export function registerDownload(program: Command): void {
         retry: opts.retries === undefined ? undefined : { attempts: opts.retries },
         idleTimeoutMs: opts.idleTimeout === undefined ? undefined : opts.idleTimeout * 1000,
         dryRun: opts.dryRun,
-        hashFiles: opts.hash !== false,
+        hashFiles: opts.hash === true,
         signal: interrupts.signal,
         onProgress: (event) => progress.onEvent(event),
       });
@@ -87,7 +88,7 @@ export function registerDownload(program: Command): void {
         summary.dest,
         { projectId: project.id, jobId: job.id, checkpointId: checkpoint?.id ?? null, state: checkpoint?.state ?? null },
         summary.files,
-        { readBackUnhashed: opts.hash !== false },
+        { readBackUnhashed: opts.hash === true },
       );
     if (summary.files.length === 0) throw new CliError(`nothing to download: no checkpoint file of job ${job.id} matches the selection`);
     if (opts.dryRun && opts.output === "table") printPlan(summary);

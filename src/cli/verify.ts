@@ -30,7 +30,7 @@ export function registerVerify(program: Command): void {
         for (const f of report.missing) process.stdout.write(`missing  ${printable(f.local_path)}\n`);
         for (const c of report.changed) process.stdout.write(`changed  ${printable(c.entry.local_path)}: ${c.reason}\n`);
         for (const path of report.extra) process.stdout.write(`extra    ${printable(path)}\n`);
-        process.stdout.write(`${report.ok} of ${report.manifest.files.length} files verified${report.sizeOnly ? ` (${report.sizeOnly} by size only: downloaded with --no-hash)` : ""}${bad ? `, ${bad} problems` : ""}\n`);
+        process.stdout.write(`${report.ok} of ${report.manifest.files.length} files verified${report.sizeOnly ? ` (${report.sizeOnly} by size only: no digest was announced; ckpt download --hash records one)` : ""}${bad ? `, ${bad} problems` : ""}\n`);
       }
       if (bad) throw new CliError(`${dir}: ${bad} files missing, changed or not in the manifest`, 1);
     });

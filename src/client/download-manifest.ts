@@ -1,7 +1,7 @@
 import { lstat, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { STATE_DIR_NAME } from "./download/plan.js";
-import type { FileRef } from "./download/types.js";
+import type { FileRef, PlannedEntry } from "./download/types.js";
 import { sha256OfFile } from "./upload/digest.js";
 
 /** In the download folder's hidden state folder, beside the engine's resume journals. */
@@ -13,7 +13,7 @@ export interface ManifestEntry {
   node_rank: number;
   relative_file_name: string;
   size_bytes: number;
-  /** Null when the download was told not to hash (`--no-hash`) and the server announced no digest: verify then checks the size only. */
+  /** Null when the server announced no digest and the download was not told to hash (`--hash`): verify then checks the size only. */
   sha256: string | null;
 }
 
@@ -43,28 +43,34 @@ async function readManifest(dest: string): Promise<DownloadManifest | null> {
 
 /**
  * Records what a finished download put in `dest`: each file's rank, name, size and SHA-256 (of
- * the bytes on disk: taken from the entry when the download hashed them, read back otherwise). Entries of earlier downloads into the same folder are kept
- * unless this one rewrote them. Written to a temporary name and renamed: never half a manifest.
+ * the bytes on disk: taken from the entry when the download hashed them; for the others read
+ * back with `readBackUnhashed`, else kept from an earlier manifest for a file this run left as it
+ * was, else null). Entries of earlier downloads into the same folder are kept unless this one
+ * rewrote them. Written to a temporary name and renamed: never half a manifest.
  */
 export async function writeDownloadManifest(
   dest: string,
   about: { projectId: string; jobId: string; checkpointId: string | null; state: string | null },
-  files: readonly (FileRef & { sha256?: string | null })[],
+  files: readonly (FileRef & { sha256?: string | null; action?: PlannedEntry["action"] })[],
   options: { readBackUnhashed?: boolean } = {},
 ): Promise<DownloadManifest> {
-  const readBack = options.readBackUnhashed ?? true;
+  const readBack = options.readBackUnhashed ?? false;
   const byPath = new Map<string, ManifestEntry>();
   for (const entry of (await readManifest(dest))?.files ?? []) byPath.set(entry.local_path, entry);
-  for (const file of files)
+  for (const file of files) {
+    const earlier = byPath.get(file.localName);
+    // A file the run skipped is the one an earlier run recorded (same name, same size).
+    const kept = file.action === "skip" && earlier?.size_bytes === file.sizeBytes ? earlier.sha256 : null;
     byPath.set(file.localName, {
       local_path: file.localName,
       node_rank: file.nodeRank,
       relative_file_name: file.relativeFileName,
       size_bytes: file.sizeBytes,
-      // The download hashed what it wrote as it landed; only files it did not fetch are read here
-      // (unless hashing was switched off, when an unannounced digest stays unknown).
-      sha256: file.sha256 ?? (readBack ? await sha256OfFile(join(dest, ...file.localName.split("/"))) : null),
+      // The download hashed what it wrote as it landed; a file it did not hash is read back only
+      // when asked (`--hash`), else an unannounced digest stays unknown.
+      sha256: file.sha256 ?? (readBack ? await sha256OfFile(join(dest, ...file.localName.split("/"))) : kept),
     });
+  }
   const manifest: DownloadManifest = {
     version: 1,
     project_id: about.projectId,

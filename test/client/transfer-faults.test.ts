@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { appendFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { runCli } from "../harness/server.js";
@@ -236,7 +236,7 @@ test("an endless body is cut at the bytes asked for: a clear error, bounded memo
   failedClearly(result, /more bytes than requested|ignored the Range header/);
 });
 
-test("--no-hash with no digest announced (Baseten's listing): the manifest records sizes only and ckpt verify checks them; by default every file is hashed", async (t) => {
+test("with no digest announced (Baseten's listing) the manifest records sizes only and ckpt verify checks them; --hash records every file's digest, and a later run keeps it", async (t) => {
   const announced = bytes(70_000);
   const files: FaultyFile[] = [
     { name: "a.bin", content: bytes(3 * MiB) },
@@ -250,23 +250,40 @@ test("--no-hash with no digest announced (Baseten's listing): the manifest recor
     Object.fromEntries(
       (JSON.parse(readFileSync(join(dir, ".ckpt-download", "manifest.json"), "utf8")).files as { local_path: string; sha256: string | null }[]).map((f) => [f.local_path, f.sha256]),
     );
-
-  const hashed = join(out.path, "hashed");
-  const first = await download(server, hashed);
-  assert.equal(first.code, 0, first.stderr);
-  assert.deepEqual(manifestOf(hashed), expected(files));
+  const sizesOnly = { "rank-0/a.bin": null, "rank-0/b.json": null, "rank-0/announced.bin": sha256(files[2]!.content) };
 
   const fast = join(out.path, "fast");
-  const run = await download(server, fast, ["--no-hash"]);
+  const run = await download(server, fast);
   assert.equal(run.code, 0, run.stderr);
   assert.deepEqual(landed(fast), expected(files));
-  // The announced digest is still checked and recorded; the others are unknown, not guessed.
-  assert.deepEqual(manifestOf(fast), { "rank-0/a.bin": null, "rank-0/b.json": null, "rank-0/announced.bin": sha256(files[2]!.content) });
+  // The announced digest is checked and recorded; the others are unknown, not guessed.
+  assert.deepEqual(manifestOf(fast), sizesOnly);
   const verify = await runCli(["verify", fast]);
   assert.equal(verify.code, 0, verify.stderr);
-  assert.match(verify.stdout, /3 of 3 files verified \(2 by size only: downloaded with --no-hash\)/);
+  assert.match(verify.stdout, /3 of 3 files verified \(2 by size only: no digest was announced; ckpt download --hash records one\)/);
   appendFileSync(join(fast, "rank-0", "b.json"), "!");
   const changed = await runCli(["verify", fast, "-o", "json"]);
   assert.equal(changed.code, 1);
   assert.deepEqual(JSON.parse(changed.stdout).changed, [{ path: "rank-0/b.json", reason: "size 501, expected 500" }]);
+
+  // --no-hash, the old spelling of the default, is still accepted.
+  const old = join(out.path, "old");
+  const oldRun = await download(server, old, ["--no-hash"]);
+  assert.equal(oldRun.code, 0, oldRun.stderr);
+  assert.deepEqual(manifestOf(old), sizesOnly);
+
+  const hashed = join(out.path, "hashed");
+  const first = await download(server, hashed, ["--hash"]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual(manifestOf(hashed), expected(files));
+  // A run without --hash skips the complete files and keeps the digests recorded for them.
+  const again = await download(server, hashed);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(manifestOf(hashed), expected(files));
+  const tampered = Buffer.from(files[0]!.content);
+  tampered[17] = tampered[17]! ^ 1;
+  writeFileSync(join(hashed, "rank-0", "a.bin"), tampered);
+  const caught = await runCli(["verify", hashed, "-o", "json"]);
+  assert.equal(caught.code, 1);
+  assert.equal(JSON.parse(caught.stdout).changed[0].path, "rank-0/a.bin");
 });

@@ -81,7 +81,7 @@ export async function downloadCheckpoint(options: DownloadCheckpointOptions): Pr
     progress,
     emit,
     connections: options.connections,
-    hashFiles: options.hashFiles ?? true,
+    hashFiles: options.hashFiles ?? false,
     digests,
     idleTimeoutMs: options.idleTimeoutMs,
     progressIntervalMs: options.progressIntervalMs,

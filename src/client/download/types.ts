@@ -74,9 +74,9 @@ export type DownloadCheckpointOptions = Connection &
     /** A response that sends no byte for this long is abandoned and retried; default 60 s. */
     idleTimeoutMs?: number;
     /**
-     * Hash every downloaded file (SHA-256, in worker threads, as its bytes land) and report the
-     * digest in the summary's `files`; default true. A digest the server announces is checked
-     * either way.
+     * Also hash the files whose SHA-256 the server does not announce (in worker threads, as
+     * their bytes land) and report the digest in the summary's `files`; default false, so a
+     * download costs what curl's costs. A digest the server announces is always checked.
      */
     hashFiles?: boolean;
   };
@@ -111,7 +111,7 @@ export interface PlannedEntry extends FileRef {
   action: "download" | "resume" | "skip" | "refuse";
   /** Bytes already downloaded by an interrupted run, kept and not fetched again. */
   resumableBytes: number;
-  /** SHA-256 of the bytes this run wrote, when it hashed the file (see hashFiles). */
+  /** SHA-256 of the bytes this run wrote, when it hashed the file (an announced digest, or hashFiles). */
   sha256?: string;
 }
 
