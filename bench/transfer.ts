@@ -17,8 +17,9 @@
  * Each client runs under /usr/bin/time: wall time, user + system CPU of the process and its
  * threads/children, and peak RSS, all from the kernel. ckpt also fsyncs each file before its
  * rename (free on tmpfs); two more sides show where its time goes (bench/transfer-sides.ts): the
- * engine alone without the CLI, and SHA-256 of the same bytes alone. --profile writes a V8 CPU profile of one extra ckpt run per thread
- * (main and hashing workers) into DIR, for bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path
+ * engine alone without the CLI, and SHA-256 of the same bytes alone. --profile writes a V8 CPU
+ * profile of one extra ckpt run per thread (main and hashing workers) into DIR, for
+ * bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path
  * to another build's dist/src/cli/main.js> adds that build as a fifth side (before/after).
  */
 import { createHash, randomFillSync } from "node:crypto";

@@ -51,6 +51,8 @@ export function registerDownload(program: Command): void {
     // requests end, then starts no download.
     const interrupts = handleInterrupts({ onFirst: (signal) => reporter.info(finishingMessage(signal)) });
     const interrupted = () => interrupts.error("interrupted: run the same command again to resume");
+    // --hash: a digest of every file in the manifest, hashed as it lands or, if skipped, read back.
+    const hashEveryFile = opts.hash === true;
     let summary: DownloadSummary;
     let target: Awaited<ReturnType<typeof resolveDownloadTarget>>;
     try {
@@ -71,7 +73,7 @@ export function registerDownload(program: Command): void {
         retry: opts.retries === undefined ? undefined : { attempts: opts.retries },
         idleTimeoutMs: opts.idleTimeout === undefined ? undefined : opts.idleTimeout * 1000,
         dryRun: opts.dryRun,
-        hashFiles: opts.hash === true,
+        hashFiles: hashEveryFile,
         signal: interrupts.signal,
         onProgress: (event) => progress.onEvent(event),
       });
@@ -88,7 +90,7 @@ export function registerDownload(program: Command): void {
         summary.dest,
         { projectId: project.id, jobId: job.id, checkpointId: checkpoint?.id ?? null, state: checkpoint?.state ?? null },
         summary.files,
-        { readBackUnhashed: opts.hash === true },
+        { readBackUnhashed: hashEveryFile },
       );
     if (summary.files.length === 0) throw new CliError(`nothing to download: no checkpoint file of job ${job.id} matches the selection`);
     if (opts.dryRun && opts.output === "table") printPlan(summary);
