@@ -20,7 +20,7 @@
  * engine alone without the CLI, and SHA-256 of the same bytes alone. --profile writes a V8 CPU
  * profile of one extra ckpt run per thread (main and hashing workers) into DIR, for
  * bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path
- * to another build's dist/src/cli/main.js> adds that build as a fifth side (before/after).
+ * to another build's dist/cli/ckpt.js> adds that build as a fifth side (before/after).
  */
 import { createHash, randomFillSync } from "node:crypto";
 import { existsSync, mkdirSync, openSync, closeSync, writeSync, readFileSync, rmSync, writeFileSync } from "node:fs";

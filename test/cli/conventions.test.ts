@@ -266,17 +266,19 @@ async function modulesLoaded(args: string[]): Promise<string[]> {
   return [...stderr.matchAll(/^LOADED (.*)$/gm)].map((m) => m[1]!);
 }
 
-test("start-up: top-level help loads no command module; a command loads its own and not the others' (nor the server's)", async () => {
-  const cliModule = (url: string) => /\/dist\/src\/cli\/([a-z-]+)\.js$/.exec(url)?.[1];
+test("start-up: top-level help loads no command file; a command loads its own file and not the others' (nor the server's packages)", async () => {
+  // The shipped CLI (dist/cli): the launcher, then one file per command (scripts/bundle-cli.mjs).
+  const cliFile = (url: string) => /\/dist\/cli\/((?:commands\/)?[a-z-]+)\.js$/.exec(url)?.[1];
   const help = await modulesLoaded(["--help"]);
-  assert.ok(help.some((url) => cliModule(url) === "main"), "the hook saw main.js");
-  assert.deepEqual(help.map(cliModule).filter(Boolean), ["main"]);
+  assert.deepEqual(help.map(cliFile).filter(Boolean), ["ckpt"]);
 
   const ls = await modulesLoaded(["ls", "--project", "p"]);
-  const lsModules = ls.map(cliModule).filter(Boolean);
-  assert.ok(lsModules.includes("ls"));
-  for (const other of ["download", "serve", "admin", "push", "run", "sync", "inspect"]) assert.ok(!lsModules.includes(other), `ckpt ls loaded ${other}.js`);
-  assert.ok(!ls.some((url) => /node_modules\/(fastify|pino|@aws-sdk|pg|better-sqlite3)\//.test(url) || /\/dist\/src\/(server|stores)\//.test(url)), "ckpt ls loaded the server side");
+  assert.deepEqual(ls.map(cliFile).filter(Boolean), ["ckpt", "commands/ls"]);
+  assert.ok(!ls.some((url) => /\/node_modules\/commander\//.test(url)), "commander is inside the command's file");
+  assert.ok(!ls.some((url) => /node_modules\/(fastify|pino|@aws-sdk|pg|better-sqlite3)\//.test(url) || /\/dist\/src\//.test(url)), `ckpt ls loaded the server side or the compiled tree: ${ls.join(" ")}`);
+
+  const typo = await modulesLoaded(["lss"]);
+  assert.deepEqual(typo.map(cliFile).filter(Boolean), ["ckpt", "commands/help"]);
 });
 
 test("the listings' own HTTP client: a server that is not there is one line on stderr naming the cause, exit 1", async () => {

@@ -3,6 +3,7 @@ import { extname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FastifyPluginAsync } from "fastify";
 import { ApiError } from "../../domain/errors.js";
+import { packageRoot } from "../../package-root.js";
 
 /**
  * The web console: the static files Vite built from console/ (dist/console), served at
@@ -25,7 +26,7 @@ export const CONSOLE_CSP = [
   "trusted-types 'none'",
 ].join("; ");
 
-const DEFAULT_CONSOLE_DIR = fileURLToPath(new URL("../../../console/", import.meta.url));
+const DEFAULT_CONSOLE_DIR = join(packageRoot(), "dist", "console");
 
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// Bundles the compiled CLI (dist/src, from tsc) into dist/cli, which is what `ckpt` runs:
+//
+//   dist/cli/ckpt.js                the launcher: --version and top-level help from the command
+//                                   table, then the one file of the command named
+//   dist/cli/commands/<name>.js     one file per command: the runner, commander and every module
+//                                   of ckpt the command uses; packages other than commander stay
+//                                   imports of node_modules
+//   dist/cli/commands/help.js       the runner alone (help after a typo, `ckpt` with no command)
+//   dist/cli/commands/hash-worker.js  the hashing thread the download and upload engines start
+//
+// Why: a command is then two files to load instead of its graph of modules plus commander's five,
+// which is most of `ckpt ls`'s start-up on Node 20 and a part of it on 22+ (BENCHMARKS.md,
+// start-up). Every command file holds its own copy of the modules it shares with others; only one
+// command runs per process, so no module is ever loaded twice.
+import { mkdirSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { rolldown } from "rolldown";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const compiled = join(root, "dist", "src");
+const out = join(root, "dist", "cli");
+const commandTable = join(compiled, "cli", "commands.js");
+
+const { COMMANDS, nameOf } = await import(pathToFileURL(commandTable).href);
+const names = COMMANDS.map(nameOf);
+
+/** Packages (bar commander) and Node's own modules are loaded from where they are installed. */
+const external = (id) => id.startsWith("node:") || (!id.startsWith(".") && !id.startsWith("/") && !id.startsWith("\0") && id !== "commander" && !id.startsWith("commander/"));
+
+/**
+ * The command table imports every command's module; in the file of command `keep` only its own is
+ * bundled, the others are left as imports that file never runs (and none at all in the launcher).
+ */
+function onlyCommand(keep) {
+  let kept = keep === null;
+  return {
+    name: "ckpt-only-command",
+    resolveId(source, importer) {
+      if (importer !== commandTable || !/^\.\/[a-z-]+\.js$/.test(source)) return null;
+      if (source === `./${keep}.js`) {
+        kept = true;
+        return null;
+      }
+      return { id: source, external: true };
+    },
+    buildEnd() {
+      if (!kept) this.error(`the command table has no module ./${keep}.js for the command ${keep}`);
+    },
+  };
+}
+
+/** A module that is `code`, for entries that exist only in this build. */
+function virtualEntry(id, code) {
+  return {
+    name: "ckpt-virtual-entry",
+    resolveId: (source) => (source === id ? id : null),
+    load: (loaded) => (loaded === id ? code : null),
+  };
+}
+
+async function bundle({ input, plugins = [], file, define = {}, extraExternal = () => false }) {
+  const build = await rolldown({
+    input,
+    platform: "node",
+    external: (id) => external(id) || extraExternal(id),
+    plugins,
+    transform: { define },
+    logLevel: "warn",
+  });
+  await build.write({ file, format: "esm", codeSplitting: false, sourcemap: false });
+  await build.close();
+}
+
+rmSync(out, { recursive: true, force: true });
+mkdirSync(join(out, "commands"), { recursive: true });
+
+const program = join(compiled, "cli", "program.js");
+await bundle({
+  input: join(compiled, "cli", "main.js"),
+  file: join(out, "ckpt.js"),
+  define: { CKPT_BUNDLED_COMMANDS: "true" },
+  plugins: [onlyCommand(null)],
+  // The compiled tree's runner, which the bundled launcher never imports.
+  extraExternal: (id) => id === "./program.js",
+});
+for (const name of [...names, "help"]) {
+  const id = `\0ckpt-command:${name}`;
+  await bundle({
+    input: id,
+    file: join(out, "commands", `${name}.js`),
+    plugins: [virtualEntry(id, `export { runProgram } from ${JSON.stringify(program)};`), onlyCommand(name === "help" ? null : name)],
+  });
+}
+await bundle({ input: join(compiled, "client", "download", "hash-worker.js"), file: join(out, "commands", "hash-worker.js") });
