@@ -4,12 +4,14 @@
  * ckpt's S3 backend and Baseten hand out), `rclone copy` and `aws s3 cp --recursive` (both with
  * bucket credentials), rotating order, medians; wall, CPU and peak RSS from /usr/bin/time.
  *
- *   node dist/bench/scale-out-download.js [--quick]
+ *   node dist/bench/scale-out-download.js [--quick] [--profile DIR]
  *
  * Full: 4 x 256 MiB + 200 x 30 KB, 3 rounds; quick: 4 x 64 MiB + 200 x 30 KB, 2 rounds. Skipped
  * when radosgw (test/harness/rgw.ts), rclone or aws is missing. A fourth side, the download engine
  * alone (bench/transfer-sides.ts: no CLI start-up), shows what the CLI costs. rclone: --transfers 16
  * --multi-thread-streams 8 (its own defaults are 4 transfers); aws: its defaults (10 requests).
+ * --profile writes a V8 CPU profile of one extra `ckpt download` run into DIR (for
+ * bench/cpuprofile-summary.ts).
  */
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
@@ -22,7 +24,7 @@ import { CKPT_CLI, MiB, onCleanup, run, tempDir } from "./lib.js";
 import { fmt, median, row, type Row } from "./report.js";
 import { startListing, timed, type Measured } from "./transfer.js";
 
-export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promise<Row[]> {
+export async function runScaleOutDownloadBench(opts: { quick: boolean; profileDir?: string }): Promise<Row[]> {
   const large = opts.quick ? 64 * MiB : 256 * MiB;
   const rounds = Number(process.env.BENCH_ROUNDS ?? (opts.quick ? 2 : 3));
   const which = (tool: string) => process.env.PATH!.split(":").some((d) => existsSync(join(d, tool)));
@@ -76,8 +78,10 @@ export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promis
       RCLONE_CONFIG_RGW_SECRET_ACCESS_KEY: rgw.secretAccessKey,
       RCLONE_CONFIG_RGW_REGION: rgw.region,
     };
+    const ckptEnv = { CKPT_API_URL: listing.url, CKPT_API_KEY: "bench" };
+    const ckptArgs = (dir: string) => [CKPT_CLI, "download", "--project", "proj", "--job", "job", "--out", dir, "--quiet"];
     const sides: Record<string, () => Promise<Measured>> = {
-      ckpt: () => timed(process.execPath, [CKPT_CLI, "download", "--project", "proj", "--job", "job", "--out", out("ckpt"), "--quiet"], { CKPT_API_URL: listing.url, CKPT_API_KEY: "bench" }),
+      ckpt: () => timed(process.execPath, ckptArgs(out("ckpt")), ckptEnv),
       // The engine alone, without the CLI's start-up.
       engine: () => timed(process.execPath, [fileURLToPath(new URL("./transfer-sides.js", import.meta.url)), "engine", listing.url, out("engine")]),
       rclone: () => timed("rclone", ["copy", "--transfers", "16", "--multi-thread-streams", "8", `rgw:${bucket}`, out("rclone")], rcloneEnv),
@@ -92,6 +96,7 @@ export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promis
         console.error(`   round ${round + 1} ${name}: ${fmt(m.wall)} s wall, ${fmt(m.user)} user + ${fmt(m.sys)} sys, ${fmt(m.rssMiB)} MiB`);
         rmSync(join(root, name), { recursive: true, force: true });
       }
+    if (opts.profileDir) await timed(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${opts.profileDir}`, ...ckptArgs(out("profile"))], ckptEnv);
     await listing.close();
     const wall = (n: string) => median(results[n]!.map((m) => m.wall));
     const cpu = (n: string) => fmt(median(results[n]!.map((m) => m.user + m.sys)));
@@ -119,5 +124,7 @@ export async function runScaleOutDownloadBench(opts: { quick: boolean }): Promis
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (isMain) {
   const { runScenarios } = await import("./run.js");
-  await runScenarios([["scale-out-download", runScaleOutDownloadBench]], process.argv.includes("--quick"));
+  const profileAt = process.argv.indexOf("--profile");
+  const profileDir = profileAt === -1 ? undefined : process.argv[profileAt + 1];
+  await runScenarios([["scale-out-download", (o) => runScaleOutDownloadBench({ ...o, profileDir })]], process.argv.includes("--quick"));
 }
