@@ -206,6 +206,11 @@ export async function runTransferBench(opts: { quick: boolean; profileDir?: stri
       };
     const results: Record<string, Measured[]> = Object.fromEntries(Object.keys(sides).map((k) => [k, []]));
     const names = Object.keys(sides);
+    // One untimed curl run first: the first download onto a fresh tmpfs pays for allocating its
+    // pages (in system time, several seconds more), which would otherwise land on whichever side
+    // happens to open round 1.
+    await sides.curl!();
+    rmSync(join(outRoot), { recursive: true, force: true });
     for (let round = 0; round < fx.rounds; round++) {
       const order = names.map((_, i) => names[(i + round) % names.length]!);
       for (const name of order) {
