@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
+import { COMMANDS, nameOf } from "../../src/cli/commands.js";
 import { CLI_PATH, runCli, startTestServer, type TestServer } from "../harness/server.js";
 import { bytes, MiB, putFile, seedJob, tempDir, type SeededJob } from "../client/support/fixtures.js";
 import { startProxiedServer } from "../client/support/proxied-server.js";
@@ -279,6 +280,17 @@ test("start-up: top-level help loads no command file; a command loads its own fi
 
   const typo = await modulesLoaded(["lss"]);
   assert.deepEqual(typo.map(cliFile).filter(Boolean), ["ckpt", "commands/help"]);
+});
+
+test("the bundled CLI has a file for every command in the table, and each runs its command (its own help, from commander)", async () => {
+  const names = COMMANDS.map(nameOf);
+  const shipped = readdirSync(join(dirname(CLI_PATH), "commands")).map((f) => f.replace(/\.js$/, ""));
+  assert.deepEqual(shipped.sort(), [...names, "help", "hash-worker"].sort());
+  for (const name of names) {
+    const help = await runCli([name, "--help"]);
+    assert.equal(help.code, 0, `ckpt ${name} --help: ${help.stderr}`);
+    assert.match(help.stdout, new RegExp(`^Usage: ckpt ${name} `), `ckpt ${name} --help printed:\n${help.stdout}`);
+  }
 });
 
 test("the listings' own HTTP client: a server that is not there is one line on stderr naming the cause, exit 1", async () => {
