@@ -14,7 +14,8 @@ export interface CommandEntry {
 /**
  * Every command, in the order help lists them. A command's module (and what it imports: the SDK,
  * the download engine, the server side) is loaded only when that command runs; `ckpt --help`
- * lists them from this table without loading any. A new command is one entry here.
+ * lists them from this table without loading any. A new command is one entry here, its module
+ * `./NAME.js` (scripts/bundle-cli.mjs bundles each command from it, and fails the build otherwise).
  */
 export const COMMANDS: CommandEntry[] = [
   { spec: "serve", summary: "run the API server (embedded default: SQLite + local disk under --data-dir)", load: async () => (await import("./serve.js")).registerServe },

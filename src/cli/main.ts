@@ -2,7 +2,7 @@
 import nodeModule from "node:module";
 import { commandNamed, nameOf, packageVersion, topLevelHelp } from "./commands.js";
 
-// Before anything else is loaded (commander and the commands are imported dynamically): on Node
+// Before commander and the command's modules load (they are imported dynamically below): on Node
 // 22.1+ the compiled code is cached on disk between runs. Node 20 has no such cache;
 // NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
