@@ -43,13 +43,16 @@ async function watchStates(client: CkptClient, projectId: string, jobId: string,
   const violations: string[] = [];
   const seen = new Map<string, Set<string>>();
   while (!until()) {
-    const [checkpoints, files] = await Promise.all([client.listCheckpoints(projectId, jobId), listFiles(client, projectId, jobId)]);
+    // One after the other, checkpoints first (not side by side: the server may answer the files
+    // first, from before a commit the checkpoints listing then shows): every file listed when a
+    // checkpoint was COMPLETE is listed in the files listing read after it.
+    const checkpoints = await client.listCheckpoints(projectId, jobId);
+    const files = await listFiles(client, projectId, jobId);
     for (const c of checkpoints) {
       seen.set(c.checkpoint_id, (seen.get(c.checkpoint_id) ?? new Set()).add(String(c.state)));
-      const listed = files.filter((f) => f.relative_file_name.startsWith(`${c.checkpoint_id}/`)).length;
-      // The checkpoints listing was read first: files listed by then are listed now too.
-      if (c.state === "COMPLETE" && listed < (expectedFiles.get(c.checkpoint_id) ?? 0))
-        violations.push(`${c.checkpoint_id} COMPLETE with ${listed} of ${expectedFiles.get(c.checkpoint_id)} files listed`);
+      const listed = files.filter((f) => f.relative_file_name.startsWith(`${c.checkpoint_id}/`)).map((f) => f.relative_file_name);
+      if (c.state === "COMPLETE" && listed.length < (expectedFiles.get(c.checkpoint_id) ?? 0))
+        violations.push(`${c.checkpoint_id} COMPLETE with ${listed.length} of ${expectedFiles.get(c.checkpoint_id)} files listed (${listed.join(", ")})`);
     }
     await sleep(30);
   }
