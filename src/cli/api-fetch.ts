@@ -1,15 +1,20 @@
 import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { nodeHttp, nodeHttps } from "../client/transfer/node-http.js";
 
+/** How long a response may send nothing before it fails as a network error (undici's is 300 s). */
+export const API_IDLE_TIMEOUT_MS = 60_000;
+
 /**
- * The `fetch` the CLI's short commands (listings, inspect, alias, retention) give the SDK for
- * their JSON API calls: node:http(s) instead of the global fetch, whose first use loads and
- * compiles undici (web streams, http2, zlib...), the largest part of a `ckpt ls` start-up
- * (BENCHMARKS.md, start-up). It does what those calls need: a method, headers, a small body, an
- * AbortSignal, same-origin redirects; the response offers status, ok, headers.get, text() and
- * json(). The download and upload engines keep the global fetch.
+ * The `fetch` the CLI's short commands (listings, inspect, alias, retention) and `ckpt download`
+ * give the SDK for their JSON API calls: node:http(s) instead of the global fetch, whose first use
+ * loads and compiles undici (web streams, http2, zlib...), the largest part of a `ckpt ls`
+ * start-up (BENCHMARKS.md, start-up). It does what those calls need: a method, headers, a small
+ * body, an AbortSignal, same-origin redirects, and an idle timeout (a stalled server fails the
+ * call, which download's retries then repeat); the response offers status, ok, headers.get,
+ * text() and json(). The upload engines keep the global fetch.
  */
-export function apiFetch(): typeof fetch {
+export function apiFetch(options: { idleTimeoutMs?: number } = {}): typeof fetch {
+  const idleTimeoutMs = options.idleTimeoutMs ?? API_IDLE_TIMEOUT_MS;
   const agents = new Map<string, HttpAgent>();
   const send = async (url: URL, init: RequestInit, redirectsLeft: number): Promise<Response> => {
     const http = url.protocol === "https:" ? nodeHttps() : url.protocol === "http:" ? nodeHttp() : null;
@@ -17,13 +22,20 @@ export function apiFetch(): typeof fetch {
     let agent = agents.get(url.protocol);
     if (!agent) agents.set(url.protocol, (agent = new http.Agent({ keepAlive: true })));
     const { status, headers, body } = await new Promise<{ status: number; headers: IncomingMessage["headers"]; body: Buffer }>((resolve, reject) => {
+      // Once a stall is declared, the request and the response both report the same cause.
+      let stalled: Error | null = null;
+      const fail = (err: Error) => reject(networkError(stalled ?? err));
       const req = http.request(url, { method: init.method ?? "GET", headers: plainHeaders(init.headers), agent, signal: init.signal ?? undefined }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
         res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on("error", reject);
+        res.on("error", fail);
       });
-      req.on("error", (err) => reject(networkError(err)));
+      req.setTimeout(idleTimeoutMs, () => {
+        stalled = Object.assign(new Error(`the server sent nothing for ${idleTimeoutMs / 1000} s`), { code: "ETIMEDOUT" });
+        req.destroy(stalled);
+      });
+      req.on("error", fail);
       req.end(typeof init.body === "string" ? init.body : undefined);
     });
     const location = headers.location;

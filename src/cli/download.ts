@@ -5,6 +5,7 @@ import { MAX_NODE_RANK } from "../domain/names.js";
 import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { writeDownloadManifest } from "../client/download-manifest.js";
 import { describeNotComplete } from "./checkpoint-refusal.js";
+import { apiFetch } from "./api-fetch.js";
 import { CliError, clientFrom, collect, formatBytes, parseIntegerOption, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
 import { createProgressReporter } from "./download-progress.js";
 import { finishingMessage, handleInterrupts } from "./interrupt.js";
@@ -44,7 +45,7 @@ export function registerDownload(program: Command): void {
       .addOption(quietOption()),
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
-    const client = clientFrom(opts);
+    const client = clientFrom(opts, process.env, apiFetch(opts.idleTimeout === undefined ? {} : { idleTimeoutMs: opts.idleTimeout * 1000 }));
     const reporter = createReporter(opts);
     const progress = createProgressReporter(opts.output, reporter);
     // From the start: a Ctrl-C while the job and checkpoint are being looked up lets those

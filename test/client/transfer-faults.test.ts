@@ -134,6 +134,28 @@ test("a body that stalls on every try ends in a clear error after the other file
   failedClearly(result, /no data for 1 s/);
 });
 
+test("a listing that stalls mid-body hits the idle timeout and is asked again; one that always stalls is a clear error", async (t) => {
+  const files: FaultyFile[] = [{ name: "checkpoint-1/a.bin", content: bytes(300_000) }];
+  const server = await serve(t, files, () => ({ kind: "ok" }));
+  server.setListing((nth) => (nth === 1 ? "stall-mid-body" : "ok"));
+  const out = tempDir("stalled-listing");
+  t.after(() => out.remove());
+  const once = await download(server, out.path, ["--idle-timeout", "1"]);
+  noCrash(once);
+  assert.equal(once.code, 0, once.stderr);
+  assert.ok(server.listings() >= 2, `${server.listings()} listing requests`);
+  assert.deepEqual(landed(out.path), expected(files));
+
+  server.setListing(() => "stall-mid-body");
+  const never = tempDir("stalled-listing-always");
+  t.after(() => never.remove());
+  const always = await download(server, never.path, ["--idle-timeout", "1", "--retries", "2"]);
+  noCrash(always);
+  assert.equal(always.code, 1);
+  assert.match(always.stderr, /^ckpt: GET \/v1\/training_projects\/proj\/jobs\/job\/checkpoint_files.*: fetch failed \(ETIMEDOUT\)\n$/m);
+  assert.deepEqual(landed(never.path), {});
+});
+
 test("a body shorter than its Content-Length (FIN) is retried; longer than asked is refused and retried", async (t) => {
   await t.test("short", async (t) => {
     const { result, faultyLanded } = await faultCase(t, (r, faulty) => (faulty && r.nth <= 3 ? { kind: "fin-after", bytes: 1000 * r.nth } : { kind: "ok" }));

@@ -8,8 +8,8 @@ import type { AddressInfo } from "node:net";
  * than their Content-Length, malformed or enormous headers, an endless body. Nothing is mocked:
  * the client under test talks real HTTP/1.1 over real sockets to this server.
  *
- * The listing (`GET /v1/training_projects/<p>/jobs/<j>/checkpoint_files`) is always answered
- * correctly; every blob request (`GET /blob/<index>`) asks `behaviour` what to do.
+ * The listing (`GET /v1/training_projects/<p>/jobs/<j>/checkpoint_files`) asks `listing` what to
+ * do (answered correctly by default); every blob request (`GET /blob/<index>`) asks `behaviour`.
  */
 export interface FaultyFile {
   name: string;
@@ -55,6 +55,9 @@ export type Behaviour =
   /** 200, chunked, chunks forever (until the client goes away). */
   | { kind: "endless" };
 
+/** For the nth listing request (1-based): answer it, or send half its body and then nothing, the connection held open. */
+export type ListingBehaviour = "ok" | "stall-mid-body";
+
 export interface FaultyServer {
   url: string;
   host: string;
@@ -62,6 +65,7 @@ export interface FaultyServer {
   requests: BlobRequest[];
   listings(): number;
   setBehaviour(fn: (request: BlobRequest) => Behaviour): void;
+  setListing(fn: (nth: number) => ListingBehaviour): void;
   close(): Promise<void>;
 }
 
@@ -77,6 +81,7 @@ export async function startFaultyServer(options: {
   urlBase?: () => string;
 }): Promise<FaultyServer> {
   let behaviour = options.behaviour ?? ((): Behaviour => ({ kind: "ok" }));
+  let listing = (_nth: number): ListingBehaviour => "ok";
   const requests: BlobRequest[] = [];
   const counts = new Map<number, number>();
   const sockets = new Set<Socket>();
@@ -207,6 +212,12 @@ export async function startFaultyServer(options: {
       next_page_token: null,
       total_count: options.files.length,
     });
+    if (listing(listings) === "stall-mid-body") {
+      const payload = Buffer.from(body);
+      socket.write(`HTTP/1.1 200 X${CRLF}content-type: application/json${CRLF}content-length: ${payload.length}${CRLF}${CRLF}`);
+      socket.write(payload.subarray(0, payload.length >> 1));
+      return;
+    }
     respond(socket, 200, { "content-type": "application/json" }, body);
   };
 
@@ -245,6 +256,7 @@ export async function startFaultyServer(options: {
     requests,
     listings: () => listings,
     setBehaviour: (fn) => (behaviour = fn),
+    setListing: (fn) => (listing = fn),
     async close() {
       for (const timer of timers) clearTimeout(timer);
       for (const socket of sockets) socket.destroy();
