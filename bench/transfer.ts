@@ -19,8 +19,8 @@
  * rename (free on tmpfs); two more sides show where its time goes (bench/transfer-sides.ts): the
  * engine alone without the CLI, and SHA-256 of the same bytes alone. --profile writes a V8 CPU
  * profile of one extra ckpt run per thread (main and hashing workers) into DIR, for
- * bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path
- * to another build's dist/cli/ckpt.js> adds that build as a fifth side (before/after).
+ * bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path to another build's dist/cli/ckpt.js>
+ * adds that build as a fifth side (before/after).
  */
 import { createHash, randomFillSync } from "node:crypto";
 import { existsSync, mkdirSync, openSync, closeSync, writeSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -210,7 +210,7 @@ export async function runTransferBench(opts: { quick: boolean; profileDir?: stri
     // pages (in system time, several seconds more), which would otherwise land on whichever side
     // happens to open round 1.
     await sides.curl!();
-    rmSync(join(outRoot), { recursive: true, force: true });
+    rmSync(outRoot, { recursive: true, force: true });
     for (let round = 0; round < fx.rounds; round++) {
       const order = names.map((_, i) => names[(i + round) % names.length]!);
       for (const name of order) {

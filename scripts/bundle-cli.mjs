@@ -7,7 +7,7 @@
 //                                   of ckpt the command uses; packages other than commander stay
 //                                   imports of node_modules
 //   dist/cli/commands/help.js       the runner alone (help after a typo, `ckpt` with no command)
-//   dist/cli/commands/hash-worker.js  the hashing thread the download and upload engines start
+//   dist/cli/commands/hash-worker.js  the hashing thread the download engine starts
 //
 // Why: a command is then two files to load instead of its graph of modules plus commander's five,
 // which is most of `ckpt ls`'s start-up on Node 20 and a part of it on 22+ (BENCHMARKS.md,

@@ -45,7 +45,9 @@ export function registerDownload(program: Command): void {
       .addOption(quietOption()),
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
-    const client = clientFrom(opts, process.env, apiFetch(opts.idleTimeout === undefined ? {} : { idleTimeoutMs: opts.idleTimeout * 1000 }));
+    // One idle timeout for the API calls and the transfers alike.
+    const idleTimeoutMs = opts.idleTimeout === undefined ? undefined : opts.idleTimeout * 1000;
+    const client = clientFrom(opts, process.env, apiFetch({ idleTimeoutMs }));
     const reporter = createReporter(opts);
     const progress = createProgressReporter(opts.output, reporter);
     // From the start: a Ctrl-C while the job and checkpoint are being looked up lets those
@@ -72,7 +74,7 @@ export function registerDownload(program: Command): void {
         partsPerFile: opts.partsPerFile,
         partSize: opts.partSize,
         retry: opts.retries === undefined ? undefined : { attempts: opts.retries },
-        idleTimeoutMs: opts.idleTimeout === undefined ? undefined : opts.idleTimeout * 1000,
+        idleTimeoutMs,
         dryRun: opts.dryRun,
         hashFiles: hashEveryFile,
         signal: interrupts.signal,
