@@ -58,18 +58,35 @@ export interface TestServerOptions {
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const stores = await startStores({ dataDir: options.dataDir });
   const dataDir = stores.dataDir;
-  const port = await freePort();
-  const config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...stores.env, ...options.env });
+  // The port is in the config (the public URL presigned URLs point at) before the server listens
+  // on it, so a test file running alongside can take it in between: start again on another.
+  let attempt = 0;
+  let port: number;
+  let config: ServerConfig;
   let runtime: Runtime;
-  try {
-    runtime = await openRuntime(config);
-  } catch (err) {
-    await stores.stop();
-    throw err;
+  let app: FastifyInstance;
+  for (;;) {
+    port = await freePort();
+    config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...stores.env, ...options.env });
+    try {
+      runtime = await openRuntime(config);
+    } catch (err) {
+      await stores.stop();
+      throw err;
+    }
+    try {
+      await runtime.service.recover();
+      app = await buildApp({ service: runtime.service, signer: runtime.signer, servedBlobs: runtime.servedBlobs, jsonBodyLimit: config.jsonBodyLimit });
+      await app.listen({ host: "127.0.0.1", port });
+      break;
+    } catch (err) {
+      await runtime.close();
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || ++attempt >= 5) {
+        await stores.stop();
+        throw err;
+      }
+    }
   }
-  await runtime.service.recover();
-  const app = await buildApp({ service: runtime.service, signer: runtime.signer, servedBlobs: runtime.servedBlobs, jsonBodyLimit: config.jsonBodyLimit });
-  await app.listen({ host: "127.0.0.1", port });
   const baseUrl = `http://127.0.0.1:${port}`;
   const s3 = config.blobStore.kind === "s3" ? config.blobStore : null;
   const blobPathPrefix = s3 ? `/${s3.bucket}/` : "/blobs/";
@@ -150,6 +167,20 @@ export interface ServerProcess {
  * `env` sets CKPT_WORKERS (the tests about workers and draining do): each worker costs a start-up.
  */
 export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+  // The port is free when picked, not necessarily when the child binds it (a parallel test's
+  // connection can take it in between): a child that lost that race is started again on another.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await spawnServerOnce(dataDir, env);
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt >= 5) throw err;
+    }
+  }
+}
+
+class PortTakenError extends Error {}
+
+async function spawnServerOnce(dataDir: string, env: NodeJS.ProcessEnv): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", String(port), "--data-dir", dataDir], {
     env: { PATH: process.env.PATH, CKPT_WORKERS: "1", ...env },
@@ -162,7 +193,10 @@ export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}):
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000; // a loaded machine starting several workers
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`ckpt serve exited early:\n${output}`);
+    if (child.exitCode !== null) {
+      if (/EADDRINUSE/.test(output)) throw new PortTakenError(`port ${port} was taken:\n${output}`);
+      throw new Error(`ckpt serve exited early:\n${output}`);
+    }
     const ok = await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false);
     if (ok) break;
     if (Date.now() > deadline) {
