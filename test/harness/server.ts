@@ -166,12 +166,12 @@ export interface ServerProcess {
  * `ckpt serve` as a child process, for tests that kill or signal the server. One process unless
  * `env` sets CKPT_WORKERS (the tests about workers and draining do): each worker costs a start-up.
  */
-export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}, cli = CLI_PATH): Promise<ServerProcess> {
   // The port is free when picked, not necessarily when the child binds it (a parallel test's
   // connection can take it in between): a child that lost that race is started again on another.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await spawnServerOnce(dataDir, env);
+      return await spawnServerOnce(dataDir, env, cli);
     } catch (err) {
       if (!(err instanceof PortTakenError) || attempt >= 5) throw err;
     }
@@ -180,9 +180,9 @@ export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}):
 
 class PortTakenError extends Error {}
 
-async function spawnServerOnce(dataDir: string, env: NodeJS.ProcessEnv): Promise<ServerProcess> {
+async function spawnServerOnce(dataDir: string, env: NodeJS.ProcessEnv, cli: string): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", String(port), "--data-dir", dataDir], {
+  const child = spawn(process.execPath, [cli, "serve", "--port", String(port), "--data-dir", dataDir], {
     env: { PATH: process.env.PATH, CKPT_WORKERS: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
