@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { clientFrom, table, withRemoteOptions } from "./common.js";
 import { outputOption, printable, printListing } from "./output.js";
@@ -16,7 +15,7 @@ export function registerAlias(program: Command): void {
       .requiredOption("--checkpoint <ref>", "checkpoint id, 'latest' (newest COMPLETE) or @OTHER")
       .option("--job <id>", "training job id (default: the project's latest job)"),
   ).action(async (name: string, opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const project = await client.resolveProject(opts.project);
     const target = await resolveCheckpointRef(client, project.id, opts.checkpoint, () => (opts.job ? client.getJob(project.id, opts.job) : client.latestJob(project.id)));
     const set = await client.setAlias(project.id, name, { training_job_id: target.jobId, checkpoint_id: target.checkpointId });
@@ -24,20 +23,20 @@ export function registerAlias(program: Command): void {
   });
 
   withProject(alias.command("ls").description("list the project's aliases").addOption(outputOption())).action(async (opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     printListing(opts.output, await client.listAliases((await client.resolveProject(opts.project)).id), (aliases) =>
       table([["ALIAS", "JOB", "CHECKPOINT", "UPDATED"], ...aliases.map((a) => [`@${printable(a.name)}`, a.training_job_id, printable(a.checkpoint_id), a.updated_at])]),
     );
   });
 
   withProject(alias.command("rm <name>").description("remove an alias (the removal is kept in its history)")).action(async (name: string, opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     await client.removeAlias((await client.resolveProject(opts.project)).id, name);
   });
 
   withProject(alias.command("history <name>").description("every move of an alias, oldest first").addOption(outputOption())).action(
     async (name: string, opts) => {
-      const client = clientFrom(opts, process.env, apiFetch());
+      const client = clientFrom(opts);
       printListing(opts.output, await client.aliasHistory((await client.resolveProject(opts.project)).id, name), (history) =>
         table([
           ["VERSION", "JOB", "CHECKPOINT", "CHANGED"],

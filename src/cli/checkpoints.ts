@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { clientFrom, formatBytes, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
 import { quietOption } from "./reporter.js";
@@ -15,7 +14,7 @@ export function registerCheckpoints(program: Command): void {
       .addOption(outputOption())
       .addOption(quietOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const { project, job } = await resolveProjectAndJob(client, opts.project, opts.job);
     printListing(opts.output, await client.listCheckpoints(project.id, job.id), (listed) =>
       table([
@@ -41,7 +40,7 @@ export function registerCheckpoints(program: Command): void {
       .description(`${description} (CHECKPOINT: an id, 'latest' or @ALIAS; --job is not needed with @ALIAS)`)
       .action(async (ref: string, _opts: unknown, command: Command) => {
       const opts = command.optsWithGlobals();
-      const client = clientFrom(opts, process.env, apiFetch());
+      const client = clientFrom(opts);
       const project = await client.resolveProject(opts.project);
       const target = await resolveCheckpointRef(client, project.id, ref, () => (opts.job ? client.getJob(project.id, opts.job) : client.latestJob(project.id)));
       const checkpoint = (await run(client, project.id, target.jobId, target.checkpointId)) as { checkpoint_id: string; state?: string; pinned?: boolean };

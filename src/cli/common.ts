@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { ckptEnv } from "../config.js";
 import { CkptClient } from "../client/api.js";
 import { CkptApiError } from "../client/errors.js";
+import { apiFetch } from "../client/transfer/api-fetch.js";
 import type { TrainingJob, TrainingProject } from "../client/types.js";
 
 /** A failure the user caused or can fix: printed as one line on stderr, exit code 1 (or as given). */
@@ -23,8 +24,12 @@ export function withRemoteOptions(cmd: Command): Command {
     .addOption(new Option("--api-key <key>", "API key (env CKPT_API_KEY, falling back to BASETEN_API_KEY)"));
 }
 
-/** `fetchImpl`: the short read commands pass `apiFetch()` (api-fetch.ts); the default is the global fetch. */
-export function clientFrom(opts: RemoteOptions, rawEnv: NodeJS.ProcessEnv = process.env, fetchImpl?: typeof fetch): CkptClient {
+/**
+ * The client every remote command uses. Its API calls go over apiFetch (node:http, an idle
+ * timeout) rather than the global fetch, whose first use loads undici; `download` passes its own
+ * (with its --idle-timeout).
+ */
+export function clientFrom(opts: RemoteOptions, rawEnv: NodeJS.ProcessEnv = process.env, fetchImpl: typeof fetch = apiFetch()): CkptClient {
   const env = ckptEnv(rawEnv);
   const apiUrl = opts.apiUrl ?? env.CKPT_API_URL ?? "http://127.0.0.1:8787";
   const apiKey = opts.apiKey ?? env.CKPT_API_KEY ?? env.BASETEN_API_KEY;

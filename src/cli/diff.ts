@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import type { CkptClient } from "../client/api.js";
 import { diffCheckpoints, type CheckpointDiff } from "../client/diff-checkpoints.js";
 import { inspectCheckpoint } from "../client/inspect-checkpoint.js";
@@ -33,7 +32,7 @@ export function registerDiff(program: Command): void {
     let diff: CheckpointDiff;
     let sides: { job: string; checkpoint: string }[];
     try {
-      const client = clientFrom(opts, process.env, apiFetch());
+      const client = clientFrom(opts);
       const inspected = await Promise.all([a, b].map((side) => inspectSide(client, opts, side)));
       sides = inspected.map((s) => ({ job: s.jobId, checkpoint: s.inspection.checkpoint_id }));
       diff = diffCheckpoints(inspected[0]!.inspection, inspected[1]!.inspection);

@@ -5,7 +5,7 @@ import { MAX_NODE_RANK } from "../domain/names.js";
 import { resolveCheckpointRef } from "../client/checkpoint-ref.js";
 import { writeDownloadManifest } from "../client/download-manifest.js";
 import { describeNotComplete } from "./checkpoint-refusal.js";
-import { apiFetch } from "./api-fetch.js";
+import { apiFetch } from "../client/transfer/api-fetch.js";
 import { CliError, clientFrom, collect, formatBytes, parseIntegerOption, resolveProjectAndJob, table, withRemoteOptions } from "./common.js";
 import { createProgressReporter } from "./download-progress.js";
 import { finishingMessage, handleInterrupts } from "./interrupt.js";

@@ -1,5 +1,4 @@
 import { Option, type Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import { inspectCheckpoint, type CheckpointInspection } from "../client/inspect-checkpoint.js";
 import { resolveCheckpointTarget } from "./checkpoint-ref.js";
 import { clientFrom, formatBytes, parseIntegerOption, table, withRemoteOptions } from "./common.js";
@@ -32,7 +31,7 @@ export function registerInspect(program: Command): void {
       .addOption(viaOption())
       .addOption(outputOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const { projectId, jobId, checkpointId } = await resolveCheckpointTarget(client, opts.project, opts.job, opts.checkpoint);
     const inspection = await inspectCheckpoint(client, { projectId, jobId, checkpointId, fileName: opts.file, via: opts.via, concurrency: opts.concurrency });
     if (opts.output === "json") return printJson({ training_job_id: jobId, ...inspection });

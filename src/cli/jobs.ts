@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import { clientFrom, table, withRemoteOptions } from "./common.js";
 import { outputOption, printable, printListing } from "./output.js";
 
@@ -13,7 +12,7 @@ export function registerJobs(program: Command): void {
       .requiredOption("--project <nameOrId>", "training project (name or id)")
       .addOption(outputOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const project = await client.resolveProject(opts.project);
     printListing(opts.output, await client.listJobs(project.id), (list) =>
       table([["ID", "NAME", "STATUS", "CREATED"], ...list.map((j) => [j.id, printable(j.name ?? "-"), j.current_status, j.created_at])]),
@@ -27,7 +26,7 @@ export function registerJobs(program: Command): void {
       .requiredOption("--project <nameOrId>", "training project (name or id)")
       .option("--name <name>", "job name"),
   ).action(async (opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const project = await client.resolveProject(opts.project);
     const job = await client.createJob(project.id, opts.name === undefined ? {} : { name: opts.name });
     process.stdout.write(`${job.id}\n`);

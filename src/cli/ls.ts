@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import { latestCheckpointId } from "../client/download/latest-checkpoint.js";
 import { fileSelector } from "../client/download/plan.js";
 import { listAllFiles } from "../client/download/url-book.js";
@@ -23,7 +22,7 @@ export function registerLs(program: Command): void {
       .addOption(outputOption()),
   ).action(async (opts) => {
     exitQuietlyOnBrokenPipe();
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const list = async (args: { projectId: string; jobId: string }): Promise<void> => {
       const checkpointId = opts.checkpoint === "latest" ? await latestCheckpointId(client, args.projectId, args.jobId, () => listAllFiles(client, args)) : opts.checkpoint;
       const selected = fileSelector({ checkpointId, include: opts.include, nodeRanks: opts.rank });

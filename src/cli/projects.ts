@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import { clientFrom, table, withRemoteOptions } from "./common.js";
 import { outputOption, printable, printListing } from "./output.js";
 
@@ -12,7 +11,7 @@ export function registerProjects(program: Command): void {
       .description("list training projects (the default)")
       .addOption(outputOption()),
   ).action(async (opts) => {
-    printListing(opts.output, await clientFrom(opts, process.env, apiFetch()).listProjects(), (list) =>
+    printListing(opts.output, await clientFrom(opts).listProjects(), (list) =>
       table([["ID", "NAME", "LATEST JOB", "UPDATED"], ...list.map((p) => [p.id, printable(p.name), p.latest_job?.id ?? "-", p.updated_at])]),
     );
   });
@@ -20,7 +19,7 @@ export function registerProjects(program: Command): void {
   withRemoteOptions(
     projects.command("create <name>").description("create a training project (or find the one of that name); prints its id"),
   ).action(async (name: string, opts) => {
-    const project = await clientFrom(opts, process.env, apiFetch()).upsertProject(name);
+    const project = await clientFrom(opts).upsertProject(name);
     process.stdout.write(`${project.id}\n`);
   });
 }

@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { apiFetch } from "./api-fetch.js";
 import type { RetentionPolicy } from "../client/types.js";
 import { parseDuration } from "../domain/retention.js";
 import { CliError, clientFrom, formatBytes, parseIntegerOption, table, withRemoteOptions } from "./common.js";
@@ -28,7 +27,7 @@ export function registerRetention(program: Command): void {
       maxAge = parseDuration(opts.maxAge);
       if (maxAge === null) throw new CliError(`--max-age must be a duration such as 14d, 36h or 90m (got '${opts.maxAge}')`);
     }
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const policy = await client.putRetentionPolicy((await client.resolveProject(opts.project)).id, {
       keep_last: opts.keepLast ?? null,
       keep_best: opts.keepBest ?? null,
@@ -41,13 +40,13 @@ export function registerRetention(program: Command): void {
   });
 
   withProject(retention.command("show").description("the project's policy").addOption(outputOption())).action(async (opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     printPolicy(await client.getRetentionPolicy((await client.resolveProject(opts.project)).id), opts.output);
   });
 
   withProject(retention.command("plan").description("exactly what applying the policy now deletes, and the bytes it frees").addOption(outputOption())).action(
     async (opts) => {
-      const client = clientFrom(opts, process.env, apiFetch());
+      const client = clientFrom(opts);
       const plan = await client.planRetention((await client.resolveProject(opts.project)).id);
       if (opts.output === "json") return printJson(plan);
       if (opts.output === "jsonl") return printJsonLines(plan.delete);
@@ -68,7 +67,7 @@ export function registerRetention(program: Command): void {
       .description("delete what `retention plan` lists now (and nothing it does not)")
       .addOption(outputOption()),
   ).action(async (opts) => {
-    const client = clientFrom(opts, process.env, apiFetch());
+    const client = clientFrom(opts);
     const projectId = (await client.resolveProject(opts.project)).id;
     const plan = await client.planRetention(projectId);
     const result = await client.applyRetention(

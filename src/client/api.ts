@@ -1,4 +1,5 @@
 import { CkptApiError, apiErrorFrom } from "./errors.js";
+import { isApiFetch } from "./transfer/api-fetch.js";
 import type {
   CheckpointAlias,
   CheckpointAliasMove,
@@ -34,12 +35,19 @@ export class CkptClient {
   /** @internal used by uploads, never printed. */
   readonly apiKey: string;
   readonly fetch: typeof fetch;
+  /**
+   * True when `fetch` is a plain transport (the global fetch, or apiFetch's): then file bodies
+   * go over the transfer layer (node:http). False for a fetch the caller supplied to see or shape
+   * every request: then those go through it too.
+   */
+  readonly plainTransport: boolean;
   private readonly extraHeaders: Record<string, string>;
 
   constructor(options: ClientOptions) {
     this.apiUrl = options.apiUrl.replace(/\/+$/, "");
     this.apiKey = options.apiKey;
     this.fetch = options.fetch ?? globalThis.fetch;
+    this.plainTransport = options.fetch === undefined || isApiFetch(options.fetch);
     this.extraHeaders = options.headers ?? {};
   }
 

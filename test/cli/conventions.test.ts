@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { COMMANDS, nameOf } from "../../src/cli/commands.js";
@@ -250,9 +250,10 @@ test("Ctrl-C: the first lets in-flight requests end and starts nothing new (exit
 
 /** The module URLs a CLI run loads (ESM; CommonJS packages show as their entry file). */
 async function modulesLoaded(args: string[]): Promise<string[]> {
-  const hook = `export async function load(url, context, next) { process.stderr.write("LOADED " + url + "\\n"); return next(url, context); }`;
-  // In-thread hooks where Node has them (22.15+, 24): the off-thread hooks of register() print
-  // from their own thread, and what they print is lost when the CLI exits at once (--help).
+  // Off the main thread (register(), Node 20), process.stderr.write is handed to the main thread
+  // and lost when the CLI exits at once (a typo's help): the hook writes to fd 2 itself.
+  const hook = `import { writeSync } from "node:fs"; export async function load(url, context, next) { writeSync(2, "LOADED " + url + "\\n"); return next(url, context); }`;
+  // In-thread hooks where Node has them (22.15+, 24).
   const inThread = `{ load(url, context, next) { process.stderr.write("LOADED " + url + "\\n"); return next(url, context); } }`;
   const register =
     `import * as m from "node:module"; ` +
@@ -310,4 +311,29 @@ test("ckpt --help, answered before commander loads, is commander's own help (ckp
   const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
   assert.equal(version.stdout, `${pkg.version}\n`);
   assert.equal((await runCli(["-V"])).stdout, version.stdout);
+});
+
+test("every remote command talks over node:http: ls, push, sync, run, download and their uploads never load Node's fetch (undici)", async () => {
+  // Node's fetch is its bundled undici (on Node 20, one a FIN under backpressure can crash), loaded
+  // on first use; process.moduleLoadList names every built-in a process loaded.
+  const preload = join(out.path, "builtins.cjs");
+  writeFileSync(preload, `process.on("exit", () => require("node:fs").writeSync(2, "BUILTINS " + process.moduleLoadList.join(",") + "\\n"));`);
+  const folder = join(out.path, "undici-free");
+  mkdirSync(join(folder, "checkpoint-9"), { recursive: true });
+  writeFileSync(join(folder, "checkpoint-9", "weights.bin"), bytes(3 * MiB));
+  const job = ["--project", "conventions", "--job", seeded.jobId];
+  const commands = [
+    ["ls", ...job],
+    ["push", ...job, "--node-rank", "3", folder],
+    ["sync", ...job, "--node-rank", "4", folder],
+    ["run", ...job, "--node-rank", "5", "--checkpoint-dir", folder, "--", process.execPath, "-e", "console.log('training')"],
+    ["download", ...job, "--out", join(out.path, "undici-free-download"), "--quiet"],
+  ];
+  for (const args of commands) {
+    const result = await runCli(args, { env: { CKPT_API_URL: server.baseUrl, CKPT_API_KEY: seeded.apiKey }, nodeArgs: ["--require", preload] });
+    assert.equal(result.code, 0, `ckpt ${args.join(" ")}: ${result.stderr}`);
+    const builtins = /^BUILTINS (.*)$/m.exec(result.stderr)?.[1]?.split(",") ?? [];
+    assert.ok(builtins.length > 0, `ckpt ${args[0]}: no list of built-ins (${result.stderr})`);
+    assert.deepEqual(builtins.filter((m) => /undici/.test(m)), [], `ckpt ${args[0]} loaded Node's fetch`);
+  }
 });

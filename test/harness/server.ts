@@ -135,10 +135,10 @@ export const CLI_PATH = join(here, "..", "..", "cli", "ckpt.js");
 /** Runs the ckpt CLI to completion and returns its exit code and output. */
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string; nodeArgs?: string[] } = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI_PATH, ...args], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
       cwd: options.cwd,
       stdio: ["pipe", "pipe", "pipe"],

@@ -38,3 +38,18 @@ test("throttledFetch passes streamed bodies through byte for byte, in slices, an
   await limited("http://x/api", { method: "PATCH", body: '{"a":1}' });
   assert.equal(seen[1]!.body, '{"a":1}');
 });
+
+test("at a low rate the slices shrink, so no wait between two of them comes near an idle timeout", () => {
+  for (const rate of [1, 7, 100, 10 * KiB, 300 * KiB, MiB]) {
+    let now = 0;
+    const bucket = new TokenBucket(rate, () => now);
+    let longest = 0;
+    for (let i = 0; i < 50; i++) {
+      const waitMs = bucket.reserve(bucket.sliceBytes);
+      longest = Math.max(longest, waitMs);
+      now += waitMs;
+    }
+    assert.ok(bucket.sliceBytes >= 1 && bucket.sliceBytes <= 64 * KiB, `rate ${rate}: slice ${bucket.sliceBytes}`);
+    assert.ok(longest <= 1000, `rate ${rate} B/s: a wait of ${longest} ms between slices`);
+  }
+});

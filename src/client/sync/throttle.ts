@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { isStreamedBody } from "../transfer/api-fetch.js";
 
-/** Bytes handed to the network at once; small enough that a limited rate comes out smooth. */
+/** Bytes handed to the network at once, at most; small enough that a limited rate comes out smooth. */
 const SLICE_BYTES = 64 << 10;
 
 /**
@@ -14,13 +15,19 @@ export class TokenBucket {
   private tokens: number;
   private refilledAt: number;
   private readonly capacity: number;
+  /**
+   * Bytes sent at once: an eighth of a second's worth at low rates, so that the waits between
+   * slices stay short and never look like a stalled connection to the idle timeout.
+   */
+  readonly sliceBytes: number;
 
   constructor(
     readonly bytesPerSecond: number,
     private readonly now: () => number = () => performance.now(),
   ) {
     // A quarter of a second of burst: enough to keep the pipe full, too little to flood it.
-    this.capacity = Math.max(SLICE_BYTES, bytesPerSecond / 4);
+    this.sliceBytes = Math.max(1, Math.min(SLICE_BYTES, Math.floor(bytesPerSecond / 8)));
+    this.capacity = Math.max(this.sliceBytes, bytesPerSecond / 4);
     this.tokens = this.capacity;
     this.refilledAt = now();
   }
@@ -48,7 +55,7 @@ export class TokenBucket {
 export function throttledFetch(inner: typeof fetch, bucket: TokenBucket): typeof fetch {
   return (input, init) => {
     const body = init?.body;
-    if (!isAsyncIterable(body)) return inner(input, init);
+    if (!isStreamedBody(body)) return inner(input, init);
     const throttled = throttle(body, bucket, init?.signal ?? undefined);
     return inner(input, { ...init, body: throttled as unknown as RequestInit["body"] });
   };
@@ -56,14 +63,11 @@ export function throttledFetch(inner: typeof fetch, bucket: TokenBucket): typeof
 
 async function* throttle(source: AsyncIterable<Uint8Array>, bucket: TokenBucket, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
   for await (const chunk of source) {
-    for (let offset = 0; offset < chunk.length; offset += SLICE_BYTES) {
-      const slice = chunk.subarray(offset, offset + SLICE_BYTES);
+    for (let offset = 0; offset < chunk.length; offset += bucket.sliceBytes) {
+      const slice = chunk.subarray(offset, offset + bucket.sliceBytes);
       await bucket.take(slice.length, signal);
       yield slice;
     }
   }
 }
 
-function isAsyncIterable(value: unknown): value is AsyncIterable<Uint8Array> {
-  return typeof (value as { [Symbol.asyncIterator]?: unknown } | null)?.[Symbol.asyncIterator] === "function";
-}

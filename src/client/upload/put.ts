@@ -48,9 +48,9 @@ async function putBody(
 }
 
 /**
- * PUTs an upload body: with node:http (putBody) when the client uses the global fetch; through
- * `client.fetch` when it was given its own (a proxy, a test spy, a throttle), so that one sees
- * every request. Either way the answer comes back in one shape.
+ * PUTs an upload body: with node:http (putBody) when the client's fetch is a plain transport;
+ * through `client.fetch` when it was given its own (a proxy, a test spy, a throttle), so that one
+ * sees every request. Either way the answer comes back in one shape.
  */
 async function sendPut(
   client: CkptClient,
@@ -59,7 +59,7 @@ async function sendPut(
   body: Buffer | Readable,
   options: { signal?: AbortSignal; onChunk?: (chunk: Buffer) => void } = {},
 ): Promise<PutResponse> {
-  if (client.fetch === globalThis.fetch) return putBody(url, headers, body, options);
+  if (client.plainTransport) return putBody(url, headers, body, options);
   if (options.onChunk) {
     if (Buffer.isBuffer(body)) options.onChunk(body);
     else body.on("data", options.onChunk);
@@ -73,6 +73,25 @@ async function sendPut(
     signal: options.signal,
   } as RequestInit);
   return { status: response.status, headers: Object.fromEntries(response.headers) as IncomingHttpHeaders, body: Buffer.from(await response.arrayBuffer()) };
+}
+
+/**
+ * The status and headers of a GET of `url`, its body not read (the connection is closed instead):
+ * over node:http when the client's fetch is a plain transport, through `client.fetch` otherwise,
+ * as sendPut does. Null when no answer came.
+ */
+export async function headOfGet(client: CkptClient, url: string, headers: Record<string, string>): Promise<{ status: number; header(name: string): string | null } | null> {
+  if (client.plainTransport) {
+    const { response } = openRequest({ method: "GET", url, headers, agents });
+    const answer = await response.catch(() => null);
+    if (!answer) return null;
+    answer.destroy();
+    return { status: answer.statusCode ?? 0, header: (name) => headerOf(answer.headers, name) ?? null };
+  }
+  const answer = await client.fetch(url, { headers }).catch(() => null);
+  if (!answer) return null;
+  await answer.body?.cancel().catch(() => {});
+  return { status: answer.status, header: (name) => answer.headers.get(name) };
 }
 
 /** One try of a PUT: a fresh body (a stream is good for one send) and what sees its chunks. */
@@ -112,7 +131,7 @@ export async function putRetrying(
       const response = await sendPut(client, url, headers, body, { signal: options.signal, onChunk });
       if (response.status >= 200 && response.status <= 299) return response;
       failure = await putError(response, what);
-      retryAfterMs = parseRetryAfter(headerOf(response, "retry-after"));
+      retryAfterMs = parseRetryAfter(headerOf(response.headers, "retry-after"));
     } catch (err) {
       if ((err as Error).name === "AbortError") throw err;
       failure = err instanceof CkptApiError ? err : new CkptApiError(0, `${what}: ${(err as Error).message}`);
@@ -146,7 +165,7 @@ async function putError(response: PutResponse, what: string): Promise<CkptApiErr
   return apiErrorFrom(new Response(response.body.length ? response.body : null, { status: response.status }), what);
 }
 
-function headerOf(response: PutResponse, name: string): string | undefined {
-  const value = response.headers[name];
+function headerOf(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

@@ -5,6 +5,7 @@ import { scanFolder } from "../sync/scan.js";
 import type { CheckpointFile } from "../types.js";
 import { unsafeRelativeNameReason } from "../relative-name.js";
 import { sha256OfFile } from "./digest.js";
+import { headOfGet } from "./put.js";
 import { uploadFile, UploadRoute, type UploadPath } from "./upload-file.js";
 
 export interface UploadFolderOptions {
@@ -115,9 +116,7 @@ async function listedFiles(options: UploadFolderOptions): Promise<Map<string, Ch
  */
 async function listedSha256(client: CkptClient, file: CheckpointFile): Promise<string | null> {
   // An empty file has no byte 0 to ask for; its whole body is nothing anyway.
-  const response = await client.fetch(file.url, file.size_bytes > 0 ? { headers: { range: "bytes=0-0" } } : {}).catch(() => null);
-  if (!response) return null;
-  await response.body?.cancel().catch(() => {});
-  if (!response.ok) return null;
-  return response.headers.get("x-ckpt-sha256") ?? response.headers.get("x-amz-meta-sha256");
+  const head = await headOfGet(client, file.url, file.size_bytes > 0 ? { range: "bytes=0-0" } : {});
+  if (!head || head.status < 200 || head.status > 299) return null;
+  return head.header("x-ckpt-sha256") ?? head.header("x-amz-meta-sha256");
 }
