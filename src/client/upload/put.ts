@@ -82,7 +82,8 @@ async function sendPut(
  */
 export async function headOfGet(client: CkptClient, url: string, headers: Record<string, string>): Promise<{ status: number; header(name: string): string | null } | null> {
   if (client.plainTransport) {
-    const { response } = openRequest({ method: "GET", url, headers, agents });
+    const { request, response } = openRequest({ method: "GET", url, headers, agents });
+    request.end();
     const answer = await response.catch(() => null);
     if (!answer) return null;
     answer.destroy();
