@@ -13,8 +13,8 @@ import { freePort } from "../test/harness/server.js";
 export { freePort };
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** dist/cli/ckpt.js: the `ckpt` CLI as it ships (bundled by scripts/bundle-cli.mjs). */
-export const CKPT_CLI = join(here, "..", "cli", "ckpt.js");
+/** dist/cli/ckpt.cjs: the `ckpt` CLI as it ships (bundled by scripts/bundle-cli.mjs). */
+export const CKPT_CLI = join(here, "..", "cli", "ckpt.cjs");
 /** dist/bench/listing-server.js: a ckpt server the listing scenario can switch signing off in. */
 export const BENCH_SERVER = join(here, "listing-server.js");
 /** dist/bench/static-floor.js: the least a Node.js server can do to serve a file. */

@@ -19,7 +19,7 @@
  * rename (free on tmpfs); two more sides show where its time goes (bench/transfer-sides.ts): the
  * engine alone without the CLI, and SHA-256 of the same bytes alone. --profile writes a V8 CPU
  * profile of one extra ckpt run per thread (main and hashing workers) into DIR, for
- * bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path to another build's dist/cli/ckpt.js>
+ * bench/cpuprofile-summary.ts. BENCH_BASELINE_CLI=<path to another build's dist/cli/ckpt.cjs>
  * adds that build as a fifth side (before/after).
  */
 import { createHash, randomFillSync } from "node:crypto";

@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 // Bundles the compiled CLI (dist/src, from tsc) into dist/cli, which is what `ckpt` runs:
 //
-//   dist/cli/ckpt.js                the launcher: --version and top-level help from the command
+//   dist/cli/ckpt.cjs               the launcher: --version and top-level help from the command
 //                                   table, then the one file of the command named
-//   dist/cli/commands/<name>.js     one file per command: the runner, commander and every module
+//   dist/cli/commands/<name>.cjs    one file per command: the runner, commander and every module
 //                                   of ckpt the command uses; packages other than commander stay
-//                                   imports of node_modules
-//   dist/cli/commands/help.js       the runner alone (help after a typo, `ckpt` with no command)
+//                                   requires of node_modules
+//   dist/cli/commands/help.cjs      the runner alone (help after a typo, `ckpt` with no command)
 //   dist/cli/commands/hash-worker.js  the hashing thread the download engine starts
 //
 // Why: a command is then two files to load instead of its graph of modules plus commander's five,
 // which is most of `ckpt ls`'s start-up on Node 20 and a part of it on 22+ (BENCHMARKS.md,
-// start-up). Every command file holds its own copy of the modules it shares with others; only one
-// command runs per process, so no module is ever loaded twice.
+// start-up). CommonJS, loaded with require, because Node's ESM loader is a cost of its own there.
+// Every command file holds its own copy of the modules it shares with others; only one command
+// runs per process, so no module is ever loaded twice.
 import { mkdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -60,16 +61,33 @@ function virtualEntry(id, code) {
   };
 }
 
-async function bundle({ input, plugins = [], file, define = {}, extraExternal = () => false }) {
+/**
+ * Commander requires child_process (and with it dgram, net's pipes, process wrappers) when it
+ * loads, for running a command as a separate executable, which ckpt never does: in the bundle
+ * commander gets a stand-in that loads child_process only if spawn is called.
+ */
+const commandersChildProcess = (source, importer) => source === "node:child_process" && /[\\/]node_modules[\\/]commander[\\/]/.test(importer ?? "");
+
+function lazyChildProcessForCommander() {
+  const id = "\0ckpt-lazy-child-process";
+  return {
+    name: "ckpt-lazy-child-process",
+    resolveId: (source, importer) => (commandersChildProcess(source, importer) ? id : null),
+    load: (loaded) =>
+      loaded === id ? `export function spawn(...args) { return process.getBuiltinModule("node:child_process").spawn(...args); }` : null,
+  };
+}
+
+async function bundle({ input, plugins = [], file, format = "cjs", define = {}, extraExternal = () => false }) {
   const build = await rolldown({
     input,
     platform: "node",
-    external: (id) => external(id) || extraExternal(id),
-    plugins,
+    external: (id, importer) => !commandersChildProcess(id, importer) && (external(id) || extraExternal(id)),
+    plugins: [lazyChildProcessForCommander(), ...plugins],
     transform: { define },
     logLevel: "warn",
   });
-  await build.write({ file, format: "esm", codeSplitting: false, sourcemap: false });
+  await build.write({ file, format, codeSplitting: false, sourcemap: false });
   await build.close();
 }
 
@@ -79,7 +97,7 @@ mkdirSync(join(out, "commands"), { recursive: true });
 const program = join(compiled, "cli", "program.js");
 await bundle({
   input: join(compiled, "cli", "main.js"),
-  file: join(out, "ckpt.js"),
+  file: join(out, "ckpt.cjs"),
   define: { CKPT_BUNDLED_COMMANDS: "true" },
   plugins: [onlyCommand(null)],
   // The compiled tree's runner, which the bundled launcher never imports.
@@ -89,8 +107,9 @@ for (const name of [...names, "help"]) {
   const id = `\0ckpt-command:${name}`;
   await bundle({
     input: id,
-    file: join(out, "commands", `${name}.js`),
+    file: join(out, "commands", `${name}.cjs`),
     plugins: [virtualEntry(id, `export { runProgram } from ${JSON.stringify(program)};`), onlyCommand(name === "help" ? null : name)],
   });
 }
-await bundle({ input: join(compiled, "client", "download", "hash-worker.js"), file: join(out, "commands", "hash-worker.js") });
+// A worker thread's entry, started by URL (hash-pool.ts): an ES module, as in the compiled tree.
+await bundle({ input: join(compiled, "client", "download", "hash-worker.js"), file: join(out, "commands", "hash-worker.js"), format: "esm" });

@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 import nodeModule from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadCommandFile } from "./command-file.js";
 import { commandNamed, nameOf, packageVersion, topLevelHelp } from "./commands.js";
 
-// Before commander and the command's modules load (they are imported dynamically below): on Node
-// 22.1+ the compiled code is cached on disk between runs. Node 20 has no such cache;
-// NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+// Before commander and the command's modules load (below): on Node 22.1+ the compiled code is
+// cached on disk between runs. Node 20 has no such cache, so there loadCommandFile keeps one of
+// its own. NODE_DISABLE_COMPILE_CACHE=1 turns either off.
 (nodeModule as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
 /**
  * Set (to true) only in the bundled CLI that `npm run build` writes to dist/cli, which ships each
- * command as one file holding it, the runner and commander (scripts/bundle-cli.mjs); the compiled
- * tree (dist/src) loads the same modules one by one.
+ * command as one CommonJS file holding it, the runner and commander (scripts/bundle-cli.mjs); the
+ * compiled tree (dist/src) loads the same modules one by one, as ES modules.
  */
 declare const CKPT_BUNDLED_COMMANDS: boolean | undefined;
 
@@ -28,6 +31,11 @@ if (onlyArgument === "--help" || onlyArgument === "-h" || onlyArgument === "help
 
 const named = commandNamed(process.argv.slice(2));
 const name = named ? nameOf(named) : null;
-const runner: typeof import("./program.js") =
-  typeof CKPT_BUNDLED_COMMANDS === "boolean" ? await import(`./commands/${name ?? "help"}.js`) : await import("./program.js");
-await runner.runProgram(name);
+// The bundle's command files are CommonJS, loaded with require: Node's ESM loader is then never
+// started (on Node 20 a measurable part of a `ckpt ls`: BENCHMARKS.md, start-up). No top-level
+// await here, so that the launcher bundles as CommonJS too.
+const runner: Promise<typeof import("./program.js")> =
+  typeof CKPT_BUNDLED_COMMANDS === "boolean"
+    ? Promise.resolve(loadCommandFile(join(dirname(fileURLToPath(import.meta.url)), "commands", `${name ?? "help"}.cjs`)) as typeof import("./program.js"))
+    : import("./program.js");
+void runner.then((loaded) => loaded.runProgram(name));

@@ -248,29 +248,38 @@ test("Ctrl-C: the first lets in-flight requests end and starts nothing new (exit
   assert.ok(proxy.blobBytes() <= 2 * MiB, `the resumed run fetched ${proxy.blobBytes()} bytes of a 4 MiB file with 2 MiB done`);
 });
 
-/** The module URLs a CLI run loads (ESM; CommonJS packages show as their entry file). */
+/**
+ * The module URLs a CLI run loads: the CommonJS files (the bundled CLI, most packages) from
+ * require.cache as the process exits, and the ES modules (the compiled tree, were any loaded) from
+ * a load hook.
+ */
 async function modulesLoaded(args: string[]): Promise<string[]> {
+  const preload = join(out.path, "loaded.cjs");
+  writeFileSync(
+    preload,
+    `process.on("exit", () => require("node:fs").writeSync(2, Object.keys(require.cache).map((f) => "LOADED " + require("node:url").pathToFileURL(f).href + "\\n").join("")));`,
+  );
   // Off the main thread (register(), Node 20), process.stderr.write is handed to the main thread
   // and lost when the CLI exits at once (a typo's help): the hook writes to fd 2 itself.
-  const hook = `import { writeSync } from "node:fs"; export async function load(url, context, next) { writeSync(2, "LOADED " + url + "\\n"); return next(url, context); }`;
-  // In-thread hooks where Node has them (22.15+, 24).
-  const inThread = `{ load(url, context, next) { process.stderr.write("LOADED " + url + "\\n"); return next(url, context); } }`;
+  const hook = `import { writeSync } from "node:fs"; export async function load(url, context, next) { if (context.format === "module") writeSync(2, "LOADED " + url + "\\n"); return next(url, context); }`;
+  // In-thread hooks where Node has them (22.15+, 24); they see require() too, hence the format test.
+  const inThread = `{ load(url, context, next) { const loaded = next(url, context); if (loaded.format === "module") process.stderr.write("LOADED " + url + "\\n"); return loaded; } }`;
   const register =
     `import * as m from "node:module"; ` +
     `if (m.registerHooks) m.registerHooks(${inThread}); else m.register(${JSON.stringify("data:text/javascript," + encodeURIComponent(hook))});`;
-  const child = spawn(process.execPath, ["--import", "data:text/javascript," + encodeURIComponent(register), CLI_PATH, ...args], {
+  const child = spawn(process.execPath, ["--require", preload, "--import", "data:text/javascript," + encodeURIComponent(register), CLI_PATH, ...args], {
     env: { PATH: process.env.PATH, CKPT_API_URL: "http://127.0.0.1:9", CKPT_API_KEY: "unused" },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += d));
   await exitOf(child);
-  return [...stderr.matchAll(/^LOADED (.*)$/gm)].map((m) => m[1]!);
+  return [...new Set([...stderr.matchAll(/^LOADED (.*)$/gm)].map((m) => m[1]!))];
 }
 
 test("start-up: top-level help loads no command file; a command loads its own file and not the others' (nor the server's packages)", async () => {
   // The shipped CLI (dist/cli): the launcher, then one file per command (scripts/bundle-cli.mjs).
-  const cliFile = (url: string) => /\/dist\/cli\/((?:commands\/)?[a-z-]+)\.js$/.exec(url)?.[1];
+  const cliFile = (url: string) => /\/dist\/cli\/((?:commands\/)?[a-z-]+)\.c?js$/.exec(url)?.[1];
   const help = await modulesLoaded(["--help"]);
   assert.deepEqual(help.map(cliFile).filter(Boolean), ["ckpt"]);
 
@@ -285,7 +294,7 @@ test("start-up: top-level help loads no command file; a command loads its own fi
 
 test("the bundled CLI has a file for every command in the table, and each runs its command (its own help, from commander)", async () => {
   const names = COMMANDS.map(nameOf);
-  const shipped = readdirSync(join(dirname(CLI_PATH), "commands")).map((f) => f.replace(/\.js$/, ""));
+  const shipped = readdirSync(join(dirname(CLI_PATH), "commands")).map((f) => f.replace(/\.c?js$/, ""));
   assert.deepEqual(shipped.sort(), [...names, "help", "hash-worker"].sort());
   for (const name of names) {
     const help = await runCli([name, "--help"]);

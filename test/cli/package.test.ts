@@ -37,15 +37,15 @@ after(async () => {
 
 test("the tarball holds the built CLI, server, console and SDK, and none of the sources, tests or benchmarks", () => {
   const has = (path: string) => assert.ok(files.includes(path), `${path} is not in the package`);
-  for (const path of ["package.json", "README.md", "dist/cli/ckpt.js", "dist/cli/commands/help.js", "dist/cli/commands/hash-worker.js", "dist/console/index.html", "dist/src/client/index.js", "dist/src/client/index.d.ts"])
+  for (const path of ["package.json", "README.md", "dist/cli/ckpt.cjs", "dist/cli/commands/help.cjs", "dist/cli/commands/hash-worker.js", "dist/console/index.html", "dist/src/client/index.js", "dist/src/client/index.d.ts"])
     has(path);
-  for (const command of COMMANDS.map(nameOf)) has(`dist/cli/commands/${command}.js`);
+  for (const command of COMMANDS.map(nameOf)) has(`dist/cli/commands/${command}.cjs`);
   const stray = files.filter((f) => /^(src|test|bench|console|scripts|docs|\.ci)\//.test(f) || /^dist\/(test|bench)\//.test(f) || f.startsWith("node_modules/"));
   assert.deepEqual(stray, []);
 });
 
 test("ckpt from the unpacked tarball answers --version and --help", () => {
-  const cli = join(unpacked, "dist", "cli", "ckpt.js");
+  const cli = join(unpacked, "dist", "cli", "ckpt.cjs");
   const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
   assert.equal(execFileSync(process.execPath, [cli, "--version"], { encoding: "utf8" }).trim(), version);
   assert.match(execFileSync(process.execPath, [cli, "ls", "--help"], { encoding: "utf8" }), /Usage: ckpt ls/);
@@ -53,7 +53,7 @@ test("ckpt from the unpacked tarball answers --version and --help", () => {
 
 test("ckpt serve from the unpacked tarball serves the API and the web console", async () => {
   const data = join(work.path, "data");
-  server = await spawnServer(data, {}, join(unpacked, "dist", "cli", "ckpt.js"));
+  server = await spawnServer(data, {}, join(unpacked, "dist", "cli", "ckpt.cjs"));
   assert.equal((await fetch(`${server.baseUrl}/healthz`)).status, 200);
   const page = await fetch(`${server.baseUrl}/console/`);
   assert.equal(page.status, 200);

@@ -129,8 +129,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** The CLI as it ships (dist/cli/ckpt.js, bundled by scripts/bundle-cli.mjs), for tests that run `ckpt` as a process. */
-export const CLI_PATH = join(here, "..", "..", "cli", "ckpt.js");
+/** The CLI as it ships (dist/cli/ckpt.cjs, bundled by scripts/bundle-cli.mjs), for tests that run `ckpt` as a process. */
+export const CLI_PATH = join(here, "..", "..", "cli", "ckpt.cjs");
 
 /** Runs the ckpt CLI to completion and returns its exit code and output. */
 export function runCli(

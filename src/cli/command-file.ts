@@ -1,0 +1,76 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import nodeModule, { createRequire } from "node:module";
+import { homedir } from "node:os";
+import { basename, dirname, isAbsolute, join } from "node:path";
+import { constants as vmConstants, Script } from "node:vm";
+
+/**
+ * Loads one of the bundle's CommonJS command files (scripts/bundle-cli.mjs) and returns its
+ * exports. On Node 22.1+ Node's own compile cache, enabled by the launcher, keeps the compiled
+ * code between runs and this is a plain require. Node 20 has no such cache, and compiling the
+ * command file is the largest part of a short command's start-up there (BENCHMARKS.md,
+ * start-up), so there the file is compiled through vm.Script with V8's code cache, kept per user
+ * under $XDG_CACHE_HOME/ckpt (~/.cache/ckpt) and written after a run that had none, so that it
+ * holds the functions that run compiled. V8 refuses a cache made for other source or another
+ * V8, which is then rewritten; a cache that cannot be read or written costs only itself.
+ * NODE_DISABLE_COMPILE_CACHE=1 turns it off, as it does Node's.
+ */
+export function loadCommandFile(file: string): unknown {
+  const require = createRequire(file);
+  const nodeCachesCode = typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === "function";
+  const cacheDir = nodeCachesCode ? null : codeCacheDir();
+  if (cacheDir === null) return require(file);
+
+  const source = readFileSync(file, "utf8");
+  const { size, mtimeMs } = statSync(file);
+  const prefix = `${basename(file)}-${process.version}-`;
+  const cacheFile = join(cacheDir, `${prefix}${size}-${Math.trunc(mtimeMs)}.v8`);
+  let cachedData: Buffer | undefined;
+  try {
+    cachedData = readFileSync(cacheFile);
+  } catch {
+    cachedData = undefined;
+  }
+  const script = new Script(nodeModule.wrap(source), {
+    filename: file,
+    cachedData,
+    importModuleDynamically: vmConstants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  });
+  if (cachedData === undefined || script.cachedDataRejected) process.once("exit", () => writeCodeCache(cacheDir, prefix, cacheFile, script));
+
+  const module = new nodeModule(file);
+  module.filename = file;
+  require.cache[file] = module;
+  (script.runInThisContext() as (...args: unknown[]) => void).call(module.exports, module.exports, require, module, file, dirname(file));
+  module.loaded = true;
+  return module.exports;
+}
+
+/** The user's cache folder, created private; null when it cannot be, or when it is not theirs alone. */
+function codeCacheDir(): string | null {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE === "1") return null;
+  // The XDG rule: an empty or relative XDG_CACHE_HOME is ignored.
+  const xdg = process.env.XDG_CACHE_HOME;
+  try {
+    const dir = join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), ".cache"), "ckpt", "compile-cache");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // Code from the cache runs as this user: a folder someone else owns or can write is not used.
+    const { uid, mode } = statSync(dir);
+    if (uid !== process.getuid?.() || (mode & 0o022) !== 0) return null;
+    return dir;
+  } catch {
+    return null;
+  }
+}
+
+/** Writes the cache whole under a temporary name, then renames it (processes may race); older versions of it go. */
+function writeCodeCache(dir: string, prefix: string, cacheFile: string, script: Script): void {
+  try {
+    const partial = `${cacheFile}.${process.pid}.partial`;
+    writeFileSync(partial, script.createCachedData(), { mode: 0o600 });
+    renameSync(partial, cacheFile);
+    for (const name of readdirSync(dir)) if (name.startsWith(prefix) && join(dir, name) !== cacheFile && !name.endsWith(".partial")) rmSync(join(dir, name), { force: true });
+  } catch {
+    // A read-only or full disk: the next run compiles without a cache, as this one did.
+  }
+}
