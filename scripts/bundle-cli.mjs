@@ -14,7 +14,7 @@
 // start-up). CommonJS, loaded with require, because Node's ESM loader is a cost of its own there.
 // Every command file holds its own copy of the modules it shares with others; only one command
 // runs per process, so no module is ever loaded twice.
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { rolldown } from "rolldown";
@@ -87,7 +87,14 @@ async function bundle({ input, plugins = [], file, format = "cjs", define = {}, 
     transform: { define },
     logLevel: "warn",
   });
-  await build.write({ file, format, codeSplitting: false, sourcemap: false });
+  // A command file may be compiled through vm.Script (src/cli/command-file.ts, Node 20), where an
+  // import() has no loader to go to: the dynamic imports of packages become requires, and no
+  // import() may be left in code (commander's JSDoc mentions some, in comments).
+  await build.write({ file, format, codeSplitting: false, sourcemap: false, dynamicImportInCjs: false });
+  if (format === "cjs") {
+    const left = readFileSync(file, "utf8").split("\n").filter((line) => /\bimport\(/.test(line) && !/^\s*(\*|\/\/)/.test(line));
+    if (left.length > 0) throw new Error(`${file} keeps a dynamic import():\n${left.join("\n")}`);
+  }
   await build.close();
 }
 

@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import nodeModule, { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { basename, dirname, isAbsolute, join } from "node:path";
-import { constants as vmConstants, Script } from "node:vm";
+import { Script } from "node:vm";
 
 /**
  * Loads one of the bundle's CommonJS command files (scripts/bundle-cli.mjs) and returns its
@@ -31,11 +31,8 @@ export function loadCommandFile(file: string): unknown {
   } catch {
     cachedData = undefined;
   }
-  const script = new Script(nodeModule.wrap(source), {
-    filename: file,
-    cachedData,
-    importModuleDynamically: vmConstants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  // No importModuleDynamically: the bundle has no import() (scripts/bundle-cli.mjs checks).
+  const script = new Script(nodeModule.wrap(source), { filename: file, cachedData });
   if (cachedData === undefined || script.cachedDataRejected) process.once("exit", () => writeCodeCache(cacheDir, prefix, cacheFile, script));
 
   const module = new nodeModule(file);
