@@ -14,6 +14,7 @@
 // start-up). CommonJS, loaded with require, because Node's ESM loader is a cost of its own there.
 // Every command file holds its own copy of the modules it shares with others; only one command
 // runs per process, so no module is ever loaded twice.
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -102,21 +103,26 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, "commands"), { recursive: true });
 
 const program = join(compiled, "cli", "program.js");
+// The command files first: the launcher carries a digest of each (the name of its code cache on
+// Node 20, src/cli/command-file.ts).
+const commandFileIds = {};
+for (const name of [...names, "help"]) {
+  const id = `\0ckpt-command:${name}`;
+  const file = join(out, "commands", `${name}.cjs`);
+  await bundle({
+    input: id,
+    file,
+    plugins: [virtualEntry(id, `export { runProgram } from ${JSON.stringify(program)};`), onlyCommand(name === "help" ? null : name)],
+  });
+  commandFileIds[name] = createHash("sha256").update(readFileSync(file)).digest("hex").slice(0, 16);
+}
 await bundle({
   input: join(compiled, "cli", "main.js"),
   file: join(out, "ckpt.cjs"),
-  define: { CKPT_BUNDLED_COMMANDS: "true" },
+  define: { CKPT_BUNDLED_COMMANDS: "true", CKPT_COMMAND_FILE_IDS: JSON.stringify(commandFileIds) },
   plugins: [onlyCommand(null)],
   // The compiled tree's runner, which the bundled launcher never imports.
   extraExternal: (id) => id === "./program.js",
 });
-for (const name of [...names, "help"]) {
-  const id = `\0ckpt-command:${name}`;
-  await bundle({
-    input: id,
-    file: join(out, "commands", `${name}.cjs`),
-    plugins: [virtualEntry(id, `export { runProgram } from ${JSON.stringify(program)};`), onlyCommand(name === "help" ? null : name)],
-  });
-}
 // A worker thread's entry, started by URL (hash-pool.ts): an ES module, as in the compiled tree.
 await bundle({ input: join(compiled, "client", "download", "hash-worker.js"), file: join(out, "commands", "hash-worker.js"), format: "esm" });

@@ -1,6 +1,6 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import nodeModule, { createRequire } from "node:module";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { Script } from "node:vm";
 
@@ -11,20 +11,21 @@ import { Script } from "node:vm";
  * command file is the largest part of a short command's start-up there (BENCHMARKS.md,
  * start-up), so there the file is compiled through vm.Script with V8's code cache, kept per user
  * under $XDG_CACHE_HOME/ckpt (~/.cache/ckpt) and written after a run that had none, so that it
- * holds the functions that run compiled. V8 refuses a cache made for other source or another
+ * holds the functions that run compiled. `contentId` names the file's content (the build's
+ * digest of it); without one nothing is cached. V8 refuses a cache made for other source or another
  * V8, which is then rewritten; a cache that cannot be read or written costs only itself.
  * NODE_DISABLE_COMPILE_CACHE=1 turns it off, as it does Node's.
  */
-export function loadCommandFile(file: string): unknown {
+export function loadCommandFile(file: string, contentId: string | undefined): unknown {
   const require = createRequire(file);
   const nodeCachesCode = typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === "function";
-  const cacheDir = nodeCachesCode ? null : codeCacheDir();
+  const cacheDir = nodeCachesCode || contentId === undefined ? null : codeCacheDir();
   if (cacheDir === null) return require(file);
 
-  const source = readFileSync(file, "utf8");
-  const { size, mtimeMs } = statSync(file);
-  const prefix = `${basename(file)}-${process.version}-`;
-  const cacheFile = join(cacheDir, `${prefix}${size}-${Math.trunc(mtimeMs)}.v8`);
+  // V8 checks a cache against the source's length only, so the name carries the content's id
+  // (from the build); the install's folder keeps two installs from pruning each other's caches.
+  const prefix = `${basename(file)}-${fnv1a(dirname(file))}-${process.version}-`;
+  const cacheFile = join(cacheDir, `${prefix}${contentId}.v8`);
   let cachedData: Buffer | undefined;
   try {
     cachedData = readFileSync(cacheFile);
@@ -32,7 +33,7 @@ export function loadCommandFile(file: string): unknown {
     cachedData = undefined;
   }
   // No importModuleDynamically: the bundle has no import() (scripts/bundle-cli.mjs checks).
-  const script = new Script(nodeModule.wrap(source), { filename: file, cachedData });
+  const script = new Script(nodeModule.wrap(readFileSync(file, "utf8")), { filename: file, cachedData });
   if (cachedData === undefined || script.cachedDataRejected) process.once("exit", () => writeCodeCache(cacheDir, prefix, cacheFile, script));
 
   const module = new nodeModule(file);
@@ -46,24 +47,39 @@ export function loadCommandFile(file: string): unknown {
 /** The user's cache folder, created private; null when it cannot be, or when it is not theirs alone. */
 function codeCacheDir(): string | null {
   if (process.env.NODE_DISABLE_COMPILE_CACHE === "1") return null;
-  // The XDG rule: an empty or relative XDG_CACHE_HOME is ignored.
+  // The XDG rule: an empty or relative XDG_CACHE_HOME is ignored; so is a HOME that is not absolute
+  // (the cache would land in the current folder, perhaps one about to be pushed).
   const xdg = process.env.XDG_CACHE_HOME;
+  const home = homedir();
+  const base = xdg && isAbsolute(xdg) ? xdg : isAbsolute(home) ? join(home, ".cache") : null;
+  if (base === null) return null;
   try {
-    const dir = join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), ".cache"), "ckpt", "compile-cache");
+    const ours = join(base, "ckpt");
+    const dir = join(ours, "compile-cache");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // Code from the cache runs as this user: a folder someone else owns or can write is not used.
-    const { uid, mode } = statSync(dir);
-    if (uid !== process.getuid?.() || (mode & 0o022) !== 0) return null;
+    // Code from the cache runs as this user: folders someone else owns or can write, or that are
+    // links to elsewhere, are not used.
+    for (const folder of [ours, dir]) {
+      const stat = lstatSync(folder);
+      if (!stat.isDirectory() || stat.uid !== process.getuid?.() || (stat.mode & 0o022) !== 0) return null;
+    }
     return dir;
   } catch {
     return null;
   }
 }
 
+/** A short, stable name for a string (FNV-1a, 32 bits): not a security measure, a label. */
+function fnv1a(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return hash.toString(36);
+}
+
 /** Writes the cache whole under a temporary name, then renames it (processes may race); older versions of it go. */
 function writeCodeCache(dir: string, prefix: string, cacheFile: string, script: Script): void {
   try {
-    const partial = `${cacheFile}.${process.pid}.partial`;
+    const partial = `${cacheFile}.${hostname()}.${process.pid}.${Math.random().toString(36).slice(2)}.partial`;
     writeFileSync(partial, script.createCachedData(), { mode: 0o600 });
     renameSync(partial, cacheFile);
     for (const name of readdirSync(dir)) if (name.startsWith(prefix) && join(dir, name) !== cacheFile && !name.endsWith(".partial")) rmSync(join(dir, name), { force: true });

@@ -16,6 +16,8 @@ import { commandNamed, nameOf, packageVersion, topLevelHelp } from "./commands.j
  * compiled tree (dist/src) loads the same modules one by one, as ES modules.
  */
 declare const CKPT_BUNDLED_COMMANDS: boolean | undefined;
+/** In the bundled CLI: each command file's content digest (for its code cache, command-file.ts). */
+declare const CKPT_COMMAND_FILE_IDS: Record<string, string> | undefined;
 
 // The two calls that need no parsing are answered before commander is loaded (a third of their
 // start-up on Node 20): `ckpt --version` and the top-level help, laid out as commander does.
@@ -36,6 +38,8 @@ const name = named ? nameOf(named) : null;
 // await here, so that the launcher bundles as CommonJS too.
 const runner: Promise<typeof import("./program.js")> =
   typeof CKPT_BUNDLED_COMMANDS === "boolean"
-    ? Promise.resolve(loadCommandFile(join(dirname(fileURLToPath(import.meta.url)), "commands", `${name ?? "help"}.cjs`)) as typeof import("./program.js"))
+    ? Promise.resolve(
+        loadCommandFile(join(dirname(fileURLToPath(import.meta.url)), "commands", `${name ?? "help"}.cjs`), CKPT_COMMAND_FILE_IDS?.[name ?? "help"]) as typeof import("./program.js"),
+      )
     : import("./program.js");
 void runner.then((loaded) => loaded.runProgram(name));

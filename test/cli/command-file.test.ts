@@ -29,15 +29,19 @@ test("Node 20: the first run writes the command file's code cache, later runs us
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^Usage: ckpt ls /);
     const [cache] = files();
-    assert.match(cache ?? "", new RegExp(`^ls\\.cjs-${process.version.replaceAll(".", "\\.")}-\\d+-\\d+\\.v8$`));
+    // The file, its install's folder, the Node version, the build's digest of the file's content.
+    assert.match(cache ?? "", new RegExp(`^ls\\.cjs-[0-9a-z]+-${process.version.replaceAll(".", "\\.")}-[0-9a-f]{16}\\.v8$`));
     assert.equal(statSync(dir).mode & 0o777, 0o700, "the folder is the user's alone");
     const written = readFileSync(join(dir, cache!));
     assert.ok(written.length > 1000, `a cache of ${written.length} bytes`);
+    const { ino, mtimeMs } = statSync(join(dir, cache!));
 
     const second = await run();
     assert.equal(second.stdout, first.stdout);
     assert.deepEqual(files(), [cache], "nothing new written");
-    assert.deepEqual(readFileSync(join(dir, cache!)), written, "V8 took the cache: it was not rewritten");
+    const after = statSync(join(dir, cache!));
+    assert.deepEqual([after.ino, after.mtimeMs], [ino, mtimeMs], "V8 took the cache: it was not rewritten");
+    assert.deepEqual(readFileSync(join(dir, cache!)), written);
   } finally {
     home.remove();
   }
@@ -50,7 +54,7 @@ test("Node 20: a corrupt cache is refused by V8 and rewritten; a stale one of an
     const [cache] = files();
     const garbage = randomBytes(4096);
     writeFileSync(join(dir, cache!), garbage);
-    const stale = `ls.cjs-${process.version}-1-1.v8`;
+    const stale = cache!.replace(/[0-9a-f]{16}\.v8$/, "0000000000000000.v8");
     writeFileSync(join(dir, stale), garbage);
 
     const corrupt = await run();
@@ -65,7 +69,7 @@ test("Node 20: a corrupt cache is refused by V8 and rewritten; a stale one of an
   }
 });
 
-test("no cache where another user could write it, with NODE_DISABLE_COMPILE_CACHE=1, or of ckpt's own on Node 22+", async () => {
+test("no cache where another user could write it, without an absolute HOME, with NODE_DISABLE_COMPILE_CACHE=1, or of ckpt's own on Node 22+", async () => {
   const { home, dir, run, files } = cliWithCache();
   try {
     mkdirSync(dir, { recursive: true });
@@ -76,6 +80,11 @@ test("no cache where another user could write it, with NODE_DISABLE_COMPILE_CACH
     assert.deepEqual(files(), [], "a world-writable folder is not used");
 
     chmodSync(dir, 0o700);
+    const cwd = join(home.path, "work");
+    mkdirSync(cwd);
+    const relativeHome = await runCli(["ls", "--help"], { env: { HOME: "" }, cwd });
+    assert.equal(relativeHome.code, 0, relativeHome.stderr);
+    assert.deepEqual(readdirSync(cwd), [], "no cache in the current folder when HOME is empty");
     const disabled = await run({ NODE_DISABLE_COMPILE_CACHE: "1" });
     assert.equal(disabled.code, 0, disabled.stderr);
     assert.deepEqual(files(), []);

@@ -42,7 +42,12 @@ export function apiFetch(options: { idleTimeoutMs?: number } = {}): typeof fetch
           if (received > MAX_ANSWER_BYTES) res.destroy(new Error(`the answer is larger than ${MAX_ANSWER_BYTES >> 20} MiB`));
           else chunks.push(chunk);
         });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on("end", () => {
+          // An answer before the whole body was sent (a refusal) ends the exchange: the rest of
+          // the body is not sent, and the socket goes rather than waiting for it.
+          if (!req.writableFinished) req.destroy();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        });
         res.on("error", fail);
       });
       req.setTimeout(idleTimeoutMs, () => {

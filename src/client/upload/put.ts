@@ -44,6 +44,8 @@ async function putBody(
   }
   const response = await responded;
   const answer = await readSmallBody(response);
+  // Answered before the whole body went (a refusal): stop sending it and let the socket go.
+  if (!request.writableFinished) request.destroy();
   return { status: response.statusCode ?? 0, headers: response.headers, body: answer };
 }
 
