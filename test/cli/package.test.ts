@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, symlinkSync } from "node:fs";
+import { readdirSync, readFileSync, symlinkSync } from "node:fs";
+import { builtinModules } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { COMMANDS, nameOf } from "../../src/cli/commands.js";
@@ -42,6 +43,22 @@ test("the tarball holds the built CLI, server, console and SDK, and none of the 
   for (const command of COMMANDS.map(nameOf)) has(`dist/cli/commands/${command}.cjs`);
   const stray = files.filter((f) => /^(src|test|bench|console|scripts|docs|\.ci)\//.test(f) || /^dist\/(test|bench)\//.test(f) || f.startsWith("node_modules/"));
   assert.deepEqual(stray, []);
+});
+
+test("every package the bundled CLI loads at run time is a dependency (not a devDependency, which an install leaves out)", () => {
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+  const cliDir = join(unpacked, "dist", "cli");
+  const sources = [join(cliDir, "ckpt.cjs"), ...readdirSync(join(cliDir, "commands")).map((f) => join(cliDir, "commands", f))].map((f) => readFileSync(f, "utf8"));
+  const loaded = new Set<string>();
+  // require("x"), a createRequire(...)("x"), and the ES worker's imports.
+  for (const source of sources)
+    for (const m of source.matchAll(/(?:\brequire|\.href\))\("([^".][^"]*)"\)|\bfrom "([^".][^"]*)"/g)) {
+      const specifier = (m[1] ?? m[2])!;
+      if (specifier.startsWith("node:") || builtinModules.includes(specifier)) continue;
+      loaded.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
+    }
+  assert.ok(loaded.has("fastify") && loaded.has("picomatch"), `found: ${[...loaded].join(", ")}`);
+  assert.deepEqual([...loaded].filter((name) => !(name in pkg.dependencies)), [], "loaded at run time but not in dependencies");
 });
 
 test("ckpt from the unpacked tarball answers --version and --help", () => {
