@@ -12,9 +12,9 @@ import { Script } from "node:vm";
  * start-up), so there the file is compiled through vm.Script with V8's code cache, kept per user
  * under $XDG_CACHE_HOME/ckpt (~/.cache/ckpt) and written after a run that had none, so that it
  * holds the functions that run compiled. `contentId` names the file's content (the build's
- * digest of it); without one nothing is cached. V8 refuses a cache made for other source or another
- * V8, which is then rewritten; a cache that cannot be read or written costs only itself.
- * NODE_DISABLE_COMPILE_CACHE=1 turns it off, as it does Node's.
+ * digest of it); without one nothing is cached. A cache V8 refuses (another V8, other flags) is
+ * rewritten; one that cannot be read or written costs only itself. NODE_DISABLE_COMPILE_CACHE=1
+ * turns it off, as it does Node's.
  */
 export function loadCommandFile(file: string, contentId: string | undefined): unknown {
   const require = createRequire(file);

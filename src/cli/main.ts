@@ -33,13 +33,14 @@ if (onlyArgument === "--help" || onlyArgument === "-h" || onlyArgument === "help
 
 const named = commandNamed(process.argv.slice(2));
 const name = named ? nameOf(named) : null;
+const commandFile = name ?? "help";
 // The bundle's command files are CommonJS, loaded with require: Node's ESM loader is then never
 // started (on Node 20 a measurable part of a `ckpt ls`: BENCHMARKS.md, start-up). No top-level
 // await here, so that the launcher bundles as CommonJS too.
 const runner: Promise<typeof import("./program.js")> =
   typeof CKPT_BUNDLED_COMMANDS === "boolean"
     ? Promise.resolve(
-        loadCommandFile(join(dirname(fileURLToPath(import.meta.url)), "commands", `${name ?? "help"}.cjs`), CKPT_COMMAND_FILE_IDS?.[name ?? "help"]) as typeof import("./program.js"),
+        loadCommandFile(join(dirname(fileURLToPath(import.meta.url)), "commands", `${commandFile}.cjs`), CKPT_COMMAND_FILE_IDS?.[commandFile]) as typeof import("./program.js"),
       )
     : import("./program.js");
 void runner.then((loaded) => loaded.runProgram(name));

@@ -25,6 +25,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Runs `start` on a free port, and again on another when the port was taken (EADDRINUSE) between
+ * picking it and listening on it: a test file running alongside can take it in between.
+ */
+async function onFreePort<T>(start: (port: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePort());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || attempt >= 5) throw err;
+    }
+  }
+}
+
 export interface TestServer {
   backend: Backend;
   baseUrl: string;
@@ -58,35 +72,29 @@ export interface TestServerOptions {
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const stores = await startStores({ dataDir: options.dataDir });
   const dataDir = stores.dataDir;
-  // The port is in the config (the public URL presigned URLs point at) before the server listens
-  // on it, so a test file running alongside can take it in between: start again on another.
-  let attempt = 0;
-  let port: number;
-  let config: ServerConfig;
-  let runtime: Runtime;
-  let app: FastifyInstance;
-  for (;;) {
-    port = await freePort();
-    config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...stores.env, ...options.env });
-    try {
-      runtime = await openRuntime(config);
-    } catch (err) {
-      await stores.stop();
-      throw err;
-    }
-    try {
-      await runtime.service.recover();
-      app = await buildApp({ service: runtime.service, signer: runtime.signer, servedBlobs: runtime.servedBlobs, jsonBodyLimit: config.jsonBodyLimit });
-      await app.listen({ host: "127.0.0.1", port });
-      break;
-    } catch (err) {
-      await runtime.close();
-      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || ++attempt >= 5) {
-        await stores.stop();
+  let started: { port: number; config: ServerConfig; runtime: Runtime; app: FastifyInstance };
+  try {
+    // The port is in the config (the public URL presigned URLs point at) before the server listens on it.
+    started = await onFreePort(async (port) => {
+      const config = loadServerConfig({ dataDir, port, host: "127.0.0.1" }, { ...stores.env, ...options.env });
+      const runtime = await openRuntime(config);
+      let app: FastifyInstance | undefined;
+      try {
+        await runtime.service.recover();
+        app = await buildApp({ service: runtime.service, signer: runtime.signer, servedBlobs: runtime.servedBlobs, jsonBodyLimit: config.jsonBodyLimit });
+        await app.listen({ host: "127.0.0.1", port });
+        return { port, config, runtime, app };
+      } catch (err) {
+        await app?.close();
+        await runtime.close();
         throw err;
       }
-    }
+    });
+  } catch (err) {
+    await stores.stop();
+    throw err;
   }
+  const { port, config, runtime, app } = started;
   const baseUrl = `http://127.0.0.1:${port}`;
   const s3 = config.blobStore.kind === "s3" ? config.blobStore : null;
   const blobPathPrefix = s3 ? `/${s3.bucket}/` : "/blobs/";
@@ -167,21 +175,10 @@ export interface ServerProcess {
  * `env` sets CKPT_WORKERS (the tests about workers and draining do): each worker costs a start-up.
  */
 export async function spawnServer(dataDir: string, env: NodeJS.ProcessEnv = {}, cli = CLI_PATH): Promise<ServerProcess> {
-  // The port is free when picked, not necessarily when the child binds it (a parallel test's
-  // connection can take it in between): a child that lost that race is started again on another.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await spawnServerOnce(dataDir, env, cli);
-    } catch (err) {
-      if (!(err instanceof PortTakenError) || attempt >= 5) throw err;
-    }
-  }
+  return onFreePort((port) => spawnServerOn(port, dataDir, env, cli));
 }
 
-class PortTakenError extends Error {}
-
-async function spawnServerOnce(dataDir: string, env: NodeJS.ProcessEnv, cli: string): Promise<ServerProcess> {
-  const port = await freePort();
+async function spawnServerOn(port: number, dataDir: string, env: NodeJS.ProcessEnv, cli: string): Promise<ServerProcess> {
   const child = spawn(process.execPath, [cli, "serve", "--port", String(port), "--data-dir", dataDir], {
     env: { PATH: process.env.PATH, CKPT_WORKERS: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -194,8 +191,8 @@ async function spawnServerOnce(dataDir: string, env: NodeJS.ProcessEnv, cli: str
   const deadline = Date.now() + 30_000; // a loaded machine starting several workers
   for (;;) {
     if (child.exitCode !== null) {
-      if (/EADDRINUSE/.test(output)) throw new PortTakenError(`port ${port} was taken:\n${output}`);
-      throw new Error(`ckpt serve exited early:\n${output}`);
+      const error = new Error(`ckpt serve exited early:\n${output}`);
+      throw /EADDRINUSE/.test(output) ? Object.assign(error, { code: "EADDRINUSE" }) : error;
     }
     const ok = await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false);
     if (ok) break;

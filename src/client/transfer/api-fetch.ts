@@ -19,8 +19,9 @@ const API_FETCH = Symbol("ckpt.apiFetch");
  * It does what those calls need: a method, headers, a body (a string, bytes, or a stream: an
  * upload through a throttle or a spy), an AbortSignal, same-origin redirects, and an idle
  * timeout (a stalled server fails the call, which the callers' retries then repeat); the
- * response offers status, ok, headers (get, has, entries), text(), json() and arrayBuffer(). Answers are read whole, up to
- * MAX_ANSWER_BYTES: it is for API answers, not for files (those go over the transfer layer).
+ * response offers status, ok, headers (get, has, entries), text(), json() and arrayBuffer().
+ * Answers are read whole, up to MAX_ANSWER_BYTES: it is for API answers, not for files (those go
+ * over the transfer layer).
  */
 export function apiFetch(options: { idleTimeoutMs?: number } = {}): typeof fetch {
   const idleTimeoutMs = options.idleTimeoutMs ?? API_IDLE_TIMEOUT_MS;

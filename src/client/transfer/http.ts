@@ -95,7 +95,8 @@ export function translate(err: unknown): Error {
   return new TransferError(`network error: ${message}${code && !message.includes(code) ? ` (${code})` : ""}`, code);
 }
 
-function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+/** A response header's value (the first, when it is repeated). */
+export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

@@ -6,7 +6,7 @@ import type { CkptClient } from "../api.js";
 import { backoffDelay, isRetryableStatus, parseRetryAfter } from "../download/retry.js";
 import type { RetryPolicy } from "../download/types.js";
 import { CkptApiError, apiErrorFrom } from "../errors.js";
-import { createAgents, openRequest, readSmallBody } from "../transfer/http.js";
+import { createAgents, header, openRequest, readSmallBody } from "../transfer/http.js";
 
 // Keep-alive pools for uploads; many sockets, because a push has many files and parts in flight.
 const agents = createAgents();
@@ -89,7 +89,7 @@ export async function headOfGet(client: CkptClient, url: string, headers: Record
     const answer = await response.catch(() => null);
     if (!answer) return null;
     answer.destroy();
-    return { status: answer.statusCode ?? 0, header: (name) => headerOf(answer.headers, name) ?? null };
+    return { status: answer.statusCode ?? 0, header: (name) => header(answer.headers, name) ?? null };
   }
   const answer = await client.fetch(url, { headers }).catch(() => null);
   if (!answer) return null;
@@ -134,7 +134,7 @@ export async function putRetrying(
       const response = await sendPut(client, url, headers, body, { signal: options.signal, onChunk });
       if (response.status >= 200 && response.status <= 299) return response;
       failure = await putError(response, what);
-      retryAfterMs = parseRetryAfter(headerOf(response.headers, "retry-after"));
+      retryAfterMs = parseRetryAfter(header(response.headers, "retry-after"));
     } catch (err) {
       if ((err as Error).name === "AbortError") throw err;
       failure = err instanceof CkptApiError ? err : new CkptApiError(0, `${what}: ${(err as Error).message}`);
@@ -166,9 +166,4 @@ export async function requestRetrying<T>(send: () => Promise<T>, options: PutRet
 /** The CkptApiError for a failed upload response. */
 async function putError(response: PutResponse, what: string): Promise<CkptApiError> {
   return apiErrorFrom(new Response(response.body.length ? response.body : null, { status: response.status }), what);
-}
-
-function headerOf(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
 }
